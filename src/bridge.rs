@@ -1,0 +1,130 @@
+//! The bridge between the audio thread and the network thread: fixed-capacity, lock-free
+//! single-producer single-consumer queues ([`rtrb`]) of `Copy` messages, and atomic counters.
+//!
+//! Nothing here blocks: a push to a full queue hands the value back, the caller drops it and
+//! counts the drop. Queues are created in the plugin's `initialize()` (`activate`), never on
+//! the audio thread.
+
+use crate::proto::event::TimedMessage;
+use crate::proto::receiver::{ScheduledEvent, REJECT_REASONS};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, Ordering::Relaxed};
+
+/// Slots in each queue. At 200 events per second from each of 20 players, 4096 slots hold
+/// one second of music, far more than the one block that normally sits in a queue.
+pub const QUEUE_CAPACITY: usize = 4096;
+
+/// What the Sender's audio thread tells its network thread.
+// Inline and `Copy` on purpose: boxing would allocate on the audio thread.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SenderMsg {
+    /// One stamped event.
+    Event(TimedMessage),
+    /// The host block in progress has ended: send what it held.
+    EndBlock,
+}
+
+/// Creates the Sender's audio-to-network queue.
+pub fn sender_queue() -> (rtrb::Producer<SenderMsg>, rtrb::Consumer<SenderMsg>) {
+    rtrb::RingBuffer::new(QUEUE_CAPACITY)
+}
+
+/// Creates the Receiver's network-to-audio queue.
+pub fn receiver_queue() -> (
+    rtrb::Producer<ScheduledEvent>,
+    rtrb::Consumer<ScheduledEvent>,
+) {
+    rtrb::RingBuffer::new(QUEUE_CAPACITY)
+}
+
+/// State of a network endpoint, as shown to the user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum NetState {
+    /// The network thread is not running (plugin inactive).
+    Stopped = 0,
+    /// Resolving the destination or binding the port.
+    Starting = 1,
+    /// Receiver: listening. Sender: sending to a resolved destination.
+    Ready = 2,
+    /// Receiver: the port is in use by another program; retrying.
+    PortInUse = 3,
+    /// Some other error (see the log); retrying.
+    Error = 4,
+}
+
+impl NetState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Starting,
+            2 => Self::Ready,
+            3 => Self::PortInUse,
+            4 => Self::Error,
+            _ => Self::Stopped,
+        }
+    }
+}
+
+/// Counters and state of a Sender, written by both threads with relaxed atomics.
+#[derive(Debug, Default)]
+pub struct SenderShared {
+    /// [`NetState`] of the network thread.
+    state: AtomicU8,
+    /// Events the audio thread queued.
+    pub events_queued: AtomicU64,
+    /// Events the audio thread dropped because the queue was full.
+    pub events_dropped: AtomicU64,
+    /// Events put into datagrams by the network thread.
+    pub events_sent: AtomicU64,
+    /// Datagrams sent.
+    pub datagrams_sent: AtomicU64,
+    /// Datagrams that could not be sent (no destination yet, or a socket error).
+    pub send_errors: AtomicU64,
+}
+
+impl SenderShared {
+    /// Current state.
+    pub fn state(&self) -> NetState {
+        NetState::from_u8(self.state.load(Relaxed))
+    }
+
+    /// Sets the state.
+    pub fn set_state(&self, s: NetState) {
+        self.state.store(s as u8, Relaxed);
+    }
+}
+
+/// Counters and state of a Receiver, written by both threads with relaxed atomics.
+#[derive(Debug, Default)]
+pub struct ReceiverShared {
+    /// [`NetState`] of the network thread.
+    state: AtomicU8,
+    /// The port bound (0 when none).
+    pub port: AtomicU16,
+    /// Senders currently heard.
+    pub peers: AtomicU64,
+    /// Datagrams accepted.
+    pub datagrams: AtomicU64,
+    /// Events handed to the audio thread.
+    pub events: AtomicU64,
+    /// Rejected datagrams by reason (index: `RejectReason as usize`).
+    pub rejected: [AtomicU64; REJECT_REASONS],
+    /// Events the audio thread played after their time (at offset 0 of a later block).
+    pub late: AtomicU64,
+    /// Events the audio thread dropped because its schedule was full.
+    pub schedule_full: AtomicU64,
+    /// Events the host's output buffer refused.
+    pub host_refused: AtomicU64,
+}
+
+impl ReceiverShared {
+    /// Current state.
+    pub fn state(&self) -> NetState {
+        NetState::from_u8(self.state.load(Relaxed))
+    }
+
+    /// Sets the state.
+    pub fn set_state(&self, s: NetState) {
+        self.state.store(s as u8, Relaxed);
+    }
+}

@@ -1,0 +1,407 @@
+//! # udp-midi
+//!
+//! Two plugins, one bundle: **UDP MIDI Sender** stamps a track's MIDI with the moment each
+//! event happened and sends it over UDP; **UDP MIDI Receiver** receives from any number of
+//! Senders and plays every event on the host's instrument track with its original spacing.
+//!
+//! This file holds the two plugin structs, their parameters, their `impl Plugin` and the export
+//! macros. The work lives in sibling modules:
+//! - [`proto`]: the sans-IO protocol core (wire format, peers, playout schedule);
+//! - [`net`]: the network thread, the only owner of sockets;
+//! - [`bridge`]: lock-free queues and atomic counters between the threads;
+//! - [`audio`]: what `process()` does with them;
+//! - [`settings`]: what is saved with the project besides parameters;
+//! - [`timing`]: clock estimators (host sample clock, clock exchange, latency statistics).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
+
+pub mod audio;
+pub mod bridge;
+pub mod net;
+pub mod proto;
+pub mod settings;
+pub mod timing;
+
+use audio::receiver::ReceiverAudio;
+use audio::sender::SenderAudio;
+use bridge::{ReceiverShared, SenderShared};
+use net::NetThread;
+use nice_plug::prelude::*;
+use proto::event::SysEx;
+use settings::{ReceiverSettings, SenderSettings, Settings};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+/// Vendor shown by hosts.
+const VENDOR: &str = "udp-midi";
+/// Project page.
+const URL: &str = "https://github.com/udp-midi/udp-midi";
+/// Contact address.
+const EMAIL: &str = "udp-midi@users.noreply.github.com";
+
+/// Stereo in and out (audio passes through untouched), or no audio at all: both plugins are
+/// MIDI effects, and some hosts only place plugins with audio ports on audio chains.
+const AUDIO_IO_LAYOUTS: &[AudioIOLayout] = &[
+    AudioIOLayout {
+        main_input_channels: NonZeroU32::new(2),
+        main_output_channels: NonZeroU32::new(2),
+        aux_input_ports: &[],
+        aux_output_ports: &[],
+        names: PortNames::const_default(),
+    },
+    AudioIOLayout {
+        main_input_channels: None,
+        main_output_channels: None,
+        aux_input_ports: &[],
+        aux_output_ports: &[],
+        names: PortNames::const_default(),
+    },
+];
+
+// ----------------------------------------------------------------------------------------------
+// Sender
+// ----------------------------------------------------------------------------------------------
+
+/// The Sender's parameters and saved settings.
+#[derive(Params)]
+pub struct SenderParams {
+    /// Pass the track's MIDI on to the next plugin, so the player still hears their own synth.
+    /// Read by the audio thread every block.
+    #[id = "thru"]
+    pub thru: BoolParam,
+    /// Destination host and port, display name. Saved with the project; read by the network
+    /// thread; written by the host when it loads a project.
+    #[persist = "sender"]
+    pub settings: Arc<Settings<SenderSettings>>,
+}
+
+impl Default for SenderParams {
+    fn default() -> Self {
+        Self {
+            thru: BoolParam::new("MIDI thru", true),
+            settings: Arc::default(),
+        }
+    }
+}
+
+/// UDP MIDI Sender: sends the track's MIDI, timestamped, to a Receiver.
+pub struct Sender {
+    /// Parameters and settings, shared with the host and the network thread. Built in
+    /// `default()`.
+    params: Arc<SenderParams>,
+    /// Random id chosen at instantiation: identifies this Sender to the Receiver whatever its
+    /// address or port. Set in `default()`, never changed.
+    sender_id: u64,
+    /// Counters and state, written by the audio and network threads, read by anyone.
+    shared: Arc<SenderShared>,
+    /// Audio-thread state: the queue to the network thread. `Some` while active; built in
+    /// `initialize()` (`activate`), used only by `process()`.
+    audio: Option<SenderAudio>,
+    /// The network thread. `Some` while active; started in `initialize()`, stopped in
+    /// `deactivate()` and on drop (main thread).
+    net: Option<NetThread>,
+    /// Sample rate the current activation was set up for.
+    sample_rate: f32,
+}
+
+impl Default for Sender {
+    fn default() -> Self {
+        Self {
+            params: Arc::new(SenderParams::default()),
+            sender_id: rand::random(),
+            shared: Arc::default(),
+            audio: None,
+            net: None,
+            sample_rate: 0.0,
+        }
+    }
+}
+
+impl Sender {
+    /// Stops the network thread (it sends a goodbye first) and drops the audio state.
+    fn stop(&mut self) {
+        if let Some(mut n) = self.net.take() {
+            n.stop();
+        }
+        self.audio = None;
+    }
+}
+
+impl Plugin for Sender {
+    const NAME: &'static str = "UDP MIDI Sender";
+    const VENDOR: &'static str = VENDOR;
+    const URL: &'static str = URL;
+    const EMAIL: &'static str = EMAIL;
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = AUDIO_IO_LAYOUTS;
+    const MIDI_INPUT: MidiConfig = MidiConfig::MidiCCs;
+    const MIDI_OUTPUT: MidiConfig = MidiConfig::MidiCCs;
+    const SAMPLE_ACCURATE_AUTOMATION: bool = false;
+
+    type SysExMessage = SysEx;
+    type Editor = ();
+    type BackgroundTask = ();
+
+    fn params(&self) -> Arc<dyn Params> {
+        self.params.clone()
+    }
+
+    fn activate(
+        &mut self,
+        _layout: &AudioIOLayout,
+        config: &BufferConfig,
+        _context: &mut impl ActivateContext<Self>,
+    ) -> bool {
+        // Hosts call this again and again; keep a running thread when nothing changed.
+        if self.net.as_ref().is_some_and(NetThread::is_running)
+            && self.audio.is_some()
+            && self.sample_rate == config.sample_rate
+        {
+            return true;
+        }
+        self.stop();
+        // Anchor the session clock here, not on the audio thread.
+        let _ = net::clock::now_ns();
+        let (producer, consumer) = bridge::sender_queue();
+        let thread = net::sender_thread::SenderThread {
+            sender_id: self.sender_id,
+            settings: self.params.settings.clone(),
+            queue: consumer,
+            shared: self.shared.clone(),
+        };
+        match NetThread::spawn("udp-midi sender", move |stop| thread.run(stop)) {
+            Ok(t) => self.net = Some(t),
+            Err(e) => nice_error!("udp-midi sender: cannot start the network thread: {e}"),
+        }
+        self.audio = Some(SenderAudio::new(producer, config.sample_rate));
+        self.sample_rate = config.sample_rate;
+        true
+    }
+
+    fn process(
+        &mut self,
+        _buffer: &mut Buffer,
+        _aux: &mut AuxiliaryBuffers,
+        context: &mut impl ProcessContext<Self>,
+    ) -> ProcessStatus {
+        let now = net::clock::now_ns();
+        let thru = self.params.thru.value();
+        match &mut self.audio {
+            Some(a) => a.process(now, thru, &self.shared, context),
+            None => {
+                while let Some(ev) = context.next_event() {
+                    if thru {
+                        let _ = context.try_send_event(ev);
+                    }
+                }
+            }
+        }
+        ProcessStatus::Normal
+    }
+
+    fn deactivate(&mut self) {
+        self.stop();
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl ClapPlugin for Sender {
+    const CLAP_ID: &'static str = "org.udp-midi.sender";
+    const CLAP_DESCRIPTION: Option<&'static str> =
+        Some("Sends the track's MIDI, timestamped, to a UDP MIDI Receiver over the network");
+    const CLAP_MANUAL_URL: Option<&'static str> = None;
+    const CLAP_SUPPORT_URL: Option<&'static str> = None;
+    const CLAP_FEATURES: &'static [ClapFeature] = &[ClapFeature::NoteEffect, ClapFeature::Utility];
+}
+
+impl Vst3Plugin for Sender {
+    const VST3_CLASS_ID: [u8; 16] = *b"udpmidi-sender01";
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] =
+        &[Vst3SubCategory::Instrument, Vst3SubCategory::Tools];
+}
+
+// ----------------------------------------------------------------------------------------------
+// Receiver
+// ----------------------------------------------------------------------------------------------
+
+/// The Receiver's parameters and saved settings.
+#[derive(Params)]
+pub struct ReceiverParams {
+    /// Safety margin added to every event's playout time, in ms: absorbs network jitter.
+    /// Automatable. Read by the audio thread every block.
+    #[id = "delay"]
+    pub delay: FloatParam,
+    /// Listening port. Saved with the project; read by the network thread; written by the
+    /// host when it loads a project.
+    #[persist = "receiver"]
+    pub settings: Arc<Settings<ReceiverSettings>>,
+}
+
+impl Default for ReceiverParams {
+    fn default() -> Self {
+        Self {
+            delay: FloatParam::new(
+                "Default delay",
+                10.0,
+                FloatRange::Skewed {
+                    min: 0.0,
+                    max: 1000.0,
+                    factor: FloatRange::skew_factor(-2.0),
+                },
+            )
+            .with_unit(" ms")
+            .with_step_size(0.1),
+            settings: Arc::default(),
+        }
+    }
+}
+
+/// UDP MIDI Receiver: plays the MIDI of every Sender that sends to it, with its timing.
+pub struct Receiver {
+    /// Parameters and settings, shared with the host and the network thread. Built in
+    /// `default()`.
+    params: Arc<ReceiverParams>,
+    /// Counters and state, written by the audio and network threads, read by anyone.
+    shared: Arc<ReceiverShared>,
+    /// Audio-thread state: the queue from the network thread and the playout schedule.
+    /// `Some` while active; built in `initialize()` (`activate`), used only by `process()` and
+    /// `reset()`.
+    audio: Option<ReceiverAudio>,
+    /// The network thread. `Some` while active; started in `initialize()`, stopped in
+    /// `deactivate()` and on drop (main thread).
+    net: Option<NetThread>,
+    /// Sample rate the current activation was set up for.
+    sample_rate: f32,
+}
+
+impl Default for Receiver {
+    fn default() -> Self {
+        Self {
+            params: Arc::new(ReceiverParams::default()),
+            shared: Arc::default(),
+            audio: None,
+            net: None,
+            sample_rate: 0.0,
+        }
+    }
+}
+
+impl Receiver {
+    /// Stops the network thread (closing the socket) and drops the audio state.
+    fn stop(&mut self) {
+        if let Some(mut n) = self.net.take() {
+            n.stop();
+        }
+        self.audio = None;
+    }
+}
+
+impl Plugin for Receiver {
+    const NAME: &'static str = "UDP MIDI Receiver";
+    const VENDOR: &'static str = VENDOR;
+    const URL: &'static str = URL;
+    const EMAIL: &'static str = EMAIL;
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = AUDIO_IO_LAYOUTS;
+    const MIDI_INPUT: MidiConfig = MidiConfig::MidiCCs;
+    const MIDI_OUTPUT: MidiConfig = MidiConfig::MidiCCs;
+    const SAMPLE_ACCURATE_AUTOMATION: bool = false;
+
+    type SysExMessage = SysEx;
+    type Editor = ();
+    type BackgroundTask = ();
+
+    fn params(&self) -> Arc<dyn Params> {
+        self.params.clone()
+    }
+
+    fn activate(
+        &mut self,
+        _layout: &AudioIOLayout,
+        config: &BufferConfig,
+        _context: &mut impl ActivateContext<Self>,
+    ) -> bool {
+        if self.net.as_ref().is_some_and(NetThread::is_running)
+            && self.audio.is_some()
+            && self.sample_rate == config.sample_rate
+        {
+            return true;
+        }
+        self.stop();
+        let _ = net::clock::now_ns();
+        let (producer, consumer) = bridge::receiver_queue();
+        let thread = net::receiver_thread::ReceiverThread {
+            settings: self.params.settings.clone(),
+            queue: producer,
+            shared: self.shared.clone(),
+        };
+        match NetThread::spawn("udp-midi receiver", move |stop| thread.run(stop)) {
+            Ok(t) => self.net = Some(t),
+            Err(e) => nice_error!("udp-midi receiver: cannot start the network thread: {e}"),
+        }
+        self.audio = Some(ReceiverAudio::new(consumer, config.sample_rate));
+        self.sample_rate = config.sample_rate;
+        true
+    }
+
+    fn reset(&mut self) {
+        if let Some(a) = &mut self.audio {
+            a.reset();
+        }
+    }
+
+    fn process(
+        &mut self,
+        buffer: &mut Buffer,
+        _aux: &mut AuxiliaryBuffers,
+        context: &mut impl ProcessContext<Self>,
+    ) -> ProcessStatus {
+        let now = net::clock::now_ns();
+        let n = buffer.samples() as u32;
+        let delay_ns = (self.params.delay.value().max(0.0) as f64 * 1e6) as u64;
+        match &mut self.audio {
+            Some(a) => a.process(now, n, delay_ns, &self.shared, context),
+            None => {
+                while let Some(ev) = context.next_event() {
+                    let _ = context.try_send_event(ev);
+                }
+            }
+        }
+        ProcessStatus::Normal
+    }
+
+    fn deactivate(&mut self) {
+        self.stop();
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl ClapPlugin for Receiver {
+    const CLAP_ID: &'static str = "org.udp-midi.receiver";
+    const CLAP_DESCRIPTION: Option<&'static str> =
+        Some("Plays the MIDI of remote UDP MIDI Senders on this track, in time");
+    const CLAP_MANUAL_URL: Option<&'static str> = None;
+    const CLAP_SUPPORT_URL: Option<&'static str> = None;
+    const CLAP_FEATURES: &'static [ClapFeature] = &[ClapFeature::NoteEffect, ClapFeature::Utility];
+}
+
+impl Vst3Plugin for Receiver {
+    const VST3_CLASS_ID: [u8; 16] = *b"udpmidi-receiver";
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] =
+        &[Vst3SubCategory::Instrument, Vst3SubCategory::Tools];
+}
+
+nice_export_clap!(Sender, Receiver);
+nice_export_vst3!(Sender, Receiver);

@@ -1,0 +1,1 @@
+//! Clock and latency estimators (see the submodules).

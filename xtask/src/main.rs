@@ -1,0 +1,5 @@
+//! `cargo xtask bundle udp_midi --release` builds the CLAP and VST3 bundles.
+
+fn main() -> nice_plug_xtask::Result<()> {
+    nice_plug_xtask::main()
+}
