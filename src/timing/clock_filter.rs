@@ -1,0 +1,477 @@
+//! The direct clock exchange between a Sender and its Receiver: offset, skew and error bound
+//! from NTP-style four-timestamp samples.
+//!
+//! Each sample is one round of NTP's on-wire protocol (RFC 5905 §8): the Sender sends at `t1`
+//! (its clock), the Receiver receives at `t2` and answers at `t3` (its clock), the Sender
+//! receives at `t4`. With `theta(t)` the Receiver's clock minus the Sender's at Sender time `t`,
+//! the two one-way measurements are
+//!
+//! - forward `f = t2 - t1 = up delay + theta(t1)`,
+//! - backward `g = t4 - t3 = down delay - theta(t4)`.
+//!
+//! Queueing only ever adds delay, so the samples with the least delay carry the clock
+//! information: that is NTP's clock filter, which keeps the minimum-delay sample of its last
+//! eight (RFC 5905 §10). With a skewed clock `theta` is a line, not a constant, so the filter
+//! keeps a window of [`WINDOW`] samples and fits the *lower envelope* of each direction with the
+//! linear program of Moon, Skelly and Towsley ("Estimation and removal of clock skew from
+//! network delay measurements", INFOCOM 1999): the line under every point that is closest to
+//! them all in total, which is the edge of the points' lower convex hull above their mean
+//! time. Every sample takes part, but only the fastest ones (the hull's corners) decide.
+//!
+//! With `F` and `G` the two envelope lines, `theta(t) = (F(t) - G(t)) / 2` and the skew is
+//! the mean of their slopes (`(F' - G') / 2`). The offset is exact when the fastest paths up and
+//! down are equally long; the error bound is half the envelope round trip `(F + G) / 2`
+//! (asymmetry can hide anywhere in it), grown by NTP's frequency tolerance `PHI` = 15 ppm
+//! (RFC 5905 §7.2) for each second since the newest sample.
+//!
+//! A sample that contradicts the estimate by more than its own half round trip plus the bound
+//! means the Receiver's clock jumped (it restarted): after [`OUTLIERS_TO_RESET`] such samples in a
+//! row the window starts again.
+//!
+//! Pure and driven by the caller's clock. It allocates only in [`ClockFilter::new`].
+
+use std::collections::VecDeque;
+
+/// Samples kept: 64 s at the steady rate of four per second. The longer the window, the
+/// closer the envelope gets to the true minimum delay; a linear clock model holds over a
+/// minute (crystal drift changes by well under 0.1 ppm per minute at room temperature).
+pub const WINDOW: usize = 256;
+/// Samples needed before the estimate counts as converged.
+pub const MIN_SAMPLES: usize = 8;
+/// Time the samples must span (Sender clock) before the estimate counts as converged, ns.
+pub const MIN_SPAN_NS: u64 = 1_000_000_000;
+/// Largest skew believed, as a fraction: 500 ppm (crystals are within 100 ppm).
+pub const MAX_SKEW: f64 = 500e-6;
+/// NTP's frequency tolerance (RFC 5905 §7.2): how fast an estimate's error may grow, s/s.
+pub const PHI: f64 = 15e-6;
+/// Consecutive contradicting samples that make the filter start again.
+pub const OUTLIERS_TO_RESET: u32 = 3;
+/// Slack added to the outlier test, ns.
+const OUTLIER_SLACK_NS: f64 = 1_000_000.0;
+/// Longest plausible round trip, ns: anything slower is not a live exchange.
+pub const MAX_RTT_NS: i64 = 10_000_000_000;
+/// Longest plausible turnaround at the Receiver (`t3 - t2`), ns.
+pub const MAX_TURNAROUND_NS: i64 = 1_000_000_000;
+
+/// Why a sample was not used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleError {
+    /// The timestamps are impossible (negative round trip or turnaround, or far too long).
+    Implausible,
+    /// It contradicts the current estimate (counted towards a reset).
+    Outlier,
+}
+
+/// One round of the exchange, reduced to what the fit needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Sample {
+    /// Sender time of the request.
+    t1: u64,
+    /// Sender time of the reply's arrival.
+    t4: u64,
+    /// `t2 - t1`, ns.
+    fwd: i64,
+    /// `t4 - t3`, ns.
+    back: i64,
+}
+
+impl Sample {
+    /// Round trip minus the Receiver's turnaround, ns.
+    fn delay(&self) -> i64 {
+        self.fwd.saturating_add(self.back)
+    }
+
+    /// The offset this sample alone says, at the middle of the round trip, ns.
+    fn offset(&self) -> f64 {
+        (self.fwd as f64 - self.back as f64) / 2.0
+    }
+}
+
+/// The filter's view of the Receiver's clock.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Estimate {
+    /// Sender time at which `offset_ns` and `error_bound_ns` hold (the newest sample).
+    pub ref_ns: u64,
+    /// Receiver time minus Sender time at `ref_ns`, ns.
+    pub offset_ns: i64,
+    /// The Receiver's clock runs this much faster than the Sender's, ppm.
+    pub skew_ppm: f64,
+    /// Bound on the offset's error at `ref_ns`, ns.
+    pub error_bound_ns: u64,
+    /// Smallest round trip in the window, ns.
+    pub min_delay_ns: u64,
+    /// Samples in the window.
+    pub samples: usize,
+    /// Sender time the window spans, ns.
+    pub span_ns: u64,
+}
+
+/// A line `y = y0 + slope * (x - x0)` (x and y in ns).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Line {
+    x0: i64,
+    y0: f64,
+    slope: f64,
+}
+
+impl Line {
+    fn at(&self, x: i64) -> f64 {
+        self.y0 + self.slope * (x - self.x0) as f64
+    }
+}
+
+/// Lower envelope of `pts` (sorted by x) in Moon et al.'s sense: the edge of the lower convex
+/// hull above the mean x. `hull` is work space.
+fn envelope(pts: &[(i64, i64)], hull: &mut Vec<(i64, i64)>) -> Option<Line> {
+    let n = pts.len();
+    if n == 0 {
+        return None;
+    }
+    // Andrew's monotone chain, lower half: keep only left turns.
+    hull.clear();
+    for &p in pts {
+        while hull.len() >= 2 {
+            let a = hull[hull.len() - 2];
+            let b = hull[hull.len() - 1];
+            let cross = (b.0 - a.0) as i128 * (p.1 - a.1) as i128
+                - (b.1 - a.1) as i128 * (p.0 - a.0) as i128;
+            // Same x as the last point: keep the lower one only.
+            if cross <= 0 || b.0 == p.0 {
+                hull.pop();
+            } else {
+                break;
+            }
+        }
+        if hull.last().is_some_and(|l| l.0 == p.0 && l.1 <= p.1) {
+            continue;
+        }
+        hull.push(p);
+    }
+    let mean_x = (pts.iter().map(|p| p.0 as i128).sum::<i128>() / n as i128) as i64;
+    if hull.len() == 1 {
+        return Some(Line {
+            x0: hull[0].0,
+            y0: hull[0].1 as f64,
+            slope: 0.0,
+        });
+    }
+    let j = hull
+        .windows(2)
+        .position(|w| w[1].0 >= mean_x)
+        .unwrap_or(hull.len() - 2);
+    let (a, b) = (hull[j], hull[j + 1]);
+    let slope = (b.1 - a.1) as f64 / (b.0 - a.0) as f64;
+    Some(Line {
+        x0: a.0,
+        y0: a.1 as f64,
+        slope: slope.clamp(-MAX_SKEW, MAX_SKEW),
+    })
+}
+
+/// The Sender's filter of its clock exchange with one Receiver.
+#[derive(Clone, Debug)]
+pub struct ClockFilter {
+    /// The window, oldest first.
+    samples: VecDeque<Sample>,
+    /// Forward and backward envelopes of the window (x relative to `x_base`).
+    lines: Option<(Line, Line)>,
+    /// Sender time the envelopes' x axis starts at.
+    x_base: u64,
+    /// Summary of the fit, at the newest sample.
+    estimate: Option<Estimate>,
+    /// Contradicting samples in a row.
+    outliers: u32,
+    /// Times the window started again.
+    resets: u64,
+    /// Work space: points of one direction.
+    pts: Vec<(i64, i64)>,
+    /// Work space: a hull.
+    hull: Vec<(i64, i64)>,
+}
+
+impl Default for ClockFilter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClockFilter {
+    /// An empty filter.
+    pub fn new() -> Self {
+        Self {
+            samples: VecDeque::with_capacity(WINDOW),
+            lines: None,
+            x_base: 0,
+            estimate: None,
+            outliers: 0,
+            resets: 0,
+            pts: Vec::with_capacity(WINDOW),
+            hull: Vec::with_capacity(WINDOW),
+        }
+    }
+
+    /// Forgets every sample (the Receiver changed).
+    pub fn reset(&mut self) {
+        self.samples.clear();
+        self.lines = None;
+        self.estimate = None;
+        self.outliers = 0;
+    }
+
+    /// Times the window started again because the Receiver's clock jumped.
+    pub fn resets(&self) -> u64 {
+        self.resets
+    }
+
+    /// Adds one round: `t1` and `t4` on the Sender's clock, `t2` and `t3` on the Receiver's.
+    pub fn add_sample(&mut self, t1: u64, t2: u64, t3: u64, t4: u64) -> Result<(), SampleError> {
+        let rtt = t4.wrapping_sub(t1) as i64;
+        let turnaround = t3.wrapping_sub(t2) as i64;
+        if !(0..=MAX_RTT_NS).contains(&rtt)
+            || !(0..=MAX_TURNAROUND_NS).contains(&turnaround)
+            || turnaround > rtt
+        {
+            return Err(SampleError::Implausible);
+        }
+        let s = Sample {
+            t1,
+            t4,
+            fwd: t2.wrapping_sub(t1) as i64,
+            back: t4.wrapping_sub(t3) as i64,
+        };
+        if let (Some(e), true) = (self.estimate, self.is_converged()) {
+            let mid = t1 + (rtt as u64) / 2;
+            let predicted = self.offset_at_f64(mid).unwrap_or(e.offset_ns as f64);
+            let allowed = s.delay() as f64 / 2.0 + e.error_bound_ns as f64 + OUTLIER_SLACK_NS;
+            if (s.offset() - predicted).abs() > allowed {
+                self.outliers += 1;
+                if self.outliers < OUTLIERS_TO_RESET {
+                    return Err(SampleError::Outlier);
+                }
+                self.resets += 1;
+                self.reset();
+            } else {
+                self.outliers = 0;
+            }
+        }
+        if self.samples.len() == WINDOW {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(s);
+        self.refit();
+        Ok(())
+    }
+
+    fn refit(&mut self) {
+        let Some(oldest) = self.samples.iter().map(|s| s.t1).min() else {
+            self.lines = None;
+            self.estimate = None;
+            return;
+        };
+        self.x_base = oldest;
+        let base = self.x_base;
+        self.pts.clear();
+        self.pts.extend(
+            self.samples
+                .iter()
+                .map(|s| (s.t1.wrapping_sub(base) as i64, s.fwd)),
+        );
+        self.pts.sort_unstable();
+        let f = envelope(&self.pts, &mut self.hull);
+        self.pts.clear();
+        self.pts.extend(
+            self.samples
+                .iter()
+                .map(|s| (s.t4.wrapping_sub(base) as i64, s.back)),
+        );
+        self.pts.sort_unstable();
+        let g = envelope(&self.pts, &mut self.hull);
+        let (Some(f), Some(g)) = (f, g) else {
+            self.lines = None;
+            self.estimate = None;
+            return;
+        };
+        self.lines = Some((f, g));
+        let newest = self.samples.iter().map(|s| s.t4).max().unwrap_or(base);
+        let newest_t1 = self.samples.iter().map(|s| s.t1).max().unwrap_or(base);
+        let x = newest.wrapping_sub(base) as i64;
+        let offset = (f.at(x) - g.at(x)) / 2.0;
+        let half_rtt = ((f.at(x) + g.at(x)) / 2.0).max(0.0);
+        let min_delay = self
+            .samples
+            .iter()
+            .map(|s| s.delay().max(0))
+            .min()
+            .unwrap_or(0);
+        self.estimate = Some(Estimate {
+            ref_ns: newest,
+            offset_ns: offset.round() as i64,
+            skew_ppm: (f.slope - g.slope) / 2.0 * 1e6,
+            error_bound_ns: half_rtt.round() as u64,
+            min_delay_ns: min_delay as u64,
+            samples: self.samples.len(),
+            span_ns: newest_t1.saturating_sub(base),
+        });
+    }
+
+    /// Whether there are enough samples over a long enough time to trust the estimate.
+    pub fn is_converged(&self) -> bool {
+        self.estimate
+            .is_some_and(|e| e.samples >= MIN_SAMPLES && e.span_ns >= MIN_SPAN_NS)
+    }
+
+    /// The current fit (`None` before the first sample).
+    pub fn estimate(&self) -> Option<Estimate> {
+        self.estimate
+    }
+
+    fn offset_at_f64(&self, t: u64) -> Option<f64> {
+        let (f, g) = self.lines?;
+        let x = t.wrapping_sub(self.x_base) as i64;
+        Some((f.at(x) - g.at(x)) / 2.0)
+    }
+
+    /// Receiver time minus Sender time at Sender time `t`, ns.
+    pub fn offset_at(&self, t: u64) -> Option<i64> {
+        self.offset_at_f64(t).map(|o| o.round() as i64)
+    }
+
+    /// Bound on the error of [`ClockFilter::offset_at`] at Sender time `t`, ns: half the
+    /// envelope round trip, plus [`PHI`] per second since the newest sample.
+    pub fn error_bound_at(&self, t: u64) -> Option<u64> {
+        let e = self.estimate?;
+        let age = t.saturating_sub(e.ref_ns) as f64;
+        Some(e.error_bound_ns + (age * PHI).round() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SplitMix64 (Steele, Lea and Flood 2014).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn unit(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        }
+        /// Exponential with mean `m` (heavy-tailed queueing delay).
+        fn exp(&mut self, m: f64) -> f64 {
+            -(self.unit().max(1e-12)).ln() * m
+        }
+    }
+
+    /// A Receiver clock `offset` ns ahead of the Sender's and `skew_ppm` faster; paths of
+    /// `base` ns each way plus exponential queueing of mean `jitter` ns. Runs `n` rounds every
+    /// `every` ns and returns the filter and the true offset at the end (Sender time).
+    fn run(
+        offset: f64,
+        skew_ppm: f64,
+        base: f64,
+        jitter: f64,
+        n: usize,
+        every: u64,
+        seed: u64,
+    ) -> (ClockFilter, u64, f64) {
+        let mut f = ClockFilter::new();
+        let mut rng = Rng(seed);
+        // 1e15 ns: f64 still resolves an eighth of a nanosecond there.
+        let start = 1_000_000_000_000_000u64;
+        let recv = |t: f64| t + offset + (t - start as f64) * skew_ppm * 1e-6;
+        let mut t = start;
+        for _ in 0..n {
+            let up = base + rng.exp(jitter);
+            let down = base + rng.exp(jitter);
+            let t1 = t;
+            let t2 = recv(t1 as f64 + up);
+            let t3 = t2 + 20_000.0;
+            // Sender time when the reply lands: invert recv for t3, then add the down path.
+            let t3_sender =
+                (t3 - offset + start as f64 * skew_ppm * 1e-6) / (1.0 + skew_ppm * 1e-6);
+            let t4 = (t3_sender + down) as u64;
+            let _ = f.add_sample(t1, t2 as u64, t3 as u64, t4);
+            t += every;
+        }
+        let truth = offset + (t as f64 - start as f64) * skew_ppm * 1e-6;
+        (f, t, truth)
+    }
+
+    #[test]
+    fn exact_on_a_clean_symmetric_path() {
+        let (f, t, truth) = run(-2.5e9, 0.0, 10e6, 0.0, 40, 250_000_000, 1);
+        assert!(f.is_converged());
+        let e = f.estimate().unwrap();
+        assert!((f.offset_at(t).unwrap() as f64 - truth).abs() < 10.0);
+        // Half the round trip (the 20 us turnaround is not part of it).
+        assert!((e.error_bound_ns as i64 - 10_000_000).abs() < 10);
+        assert_eq!(e.min_delay_ns, 20_000_000);
+    }
+
+    #[test]
+    fn skew_and_offset_through_heavy_jitter() {
+        for (seed, skew) in [(3, 100.0), (4, -100.0), (5, 37.0)] {
+            let (f, t, truth) = run(1.3e9, skew, 40e6, 4e6, 256, 250_000_000, seed);
+            let e = f.estimate().unwrap();
+            let err = f.offset_at(t).unwrap() as f64 - truth;
+            assert!(err.abs() < 50_000.0, "seed {seed}: offset error {err} ns");
+            assert!(
+                (e.skew_ppm - skew).abs() < 2.0,
+                "skew {} vs {skew}",
+                e.skew_ppm
+            );
+            assert!(e.error_bound_ns as f64 >= err.abs());
+        }
+    }
+
+    #[test]
+    fn converges_after_a_second_of_fast_rounds() {
+        let (f, _, _) = run(5e6, 0.0, 1e6, 1e5, 7, 50_000_000, 9);
+        assert!(!f.is_converged(), "too few samples");
+        let (f, _, _) = run(5e6, 0.0, 1e6, 1e5, 21, 50_000_000, 9);
+        assert!(f.is_converged());
+    }
+
+    #[test]
+    fn implausible_samples_are_refused() {
+        let mut f = ClockFilter::new();
+        // Reply before request.
+        assert_eq!(f.add_sample(100, 50, 60, 90), Err(SampleError::Implausible));
+        // Receiver answered before it received.
+        assert_eq!(
+            f.add_sample(100, 60, 50, 200),
+            Err(SampleError::Implausible)
+        );
+        // Turnaround longer than the round trip.
+        assert_eq!(
+            f.add_sample(100, 0, 500, 200),
+            Err(SampleError::Implausible)
+        );
+        // Extreme values do not panic.
+        let _ = f.add_sample(0, u64::MAX, u64::MAX, 5);
+        let _ = f.add_sample(u64::MAX - 5, 0, 1, u64::MAX);
+        assert!(f.estimate().is_none_or(|e| e.samples <= 2));
+    }
+
+    #[test]
+    fn a_receiver_restart_resets_the_window() {
+        let (mut f, mut t, _) = run(0.0, 0.0, 1e6, 0.0, 40, 250_000_000, 2);
+        assert!(f.offset_at(t).unwrap().abs() < 10);
+        // The Receiver's clock now reads 3 s ahead.
+        let mut results = Vec::new();
+        for _ in 0..OUTLIERS_TO_RESET + 20 {
+            let t2 = t + 1_000_000 + 3_000_000_000;
+            results.push(f.add_sample(t, t2, t2 + 1000, t + 2_001_000));
+            t += 250_000_000;
+        }
+        assert_eq!(results[0], Err(SampleError::Outlier));
+        assert_eq!(f.resets(), 1);
+        assert!((f.offset_at(t).unwrap() - 3_000_000_000).abs() < 10);
+    }
+}

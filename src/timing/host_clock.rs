@@ -1,0 +1,434 @@
+//! The host's sample clock on the session timeline.
+//!
+//! A plugin learns the time once per block, by reading the session clock when `process()`
+//! starts. That moment is late by a variable amount (the audio thread's wake-up, the plugins
+//! before us, hosts that split one device buffer into several calls back to back), but never
+//! early, while the samples themselves are played by a crystal at a steady rate. So the raw
+//! reading is not used as the block's time: each block gets a start time on a straight line
+//! `time = a + b * sample_index`, fitted to the readings as Ableton Link's host-time filter
+//! does (a linear regression over the recent `(sample index, time)` pairs, Link's
+//! `HostTimeFilter`), but to the *lower envelope* of the readings: since the delay is
+//! one-sided, the earliest reading of each stretch of audio is the one closest to the truth
+//! (the reasoning of NTP's minimum-delay clock filter, RFC 5905 §10).
+//!
+//! - The audio is cut into buckets of [`BUCKET_NS`]; each bucket keeps its earliest reading
+//!   relative to the line (one comparison per block).
+//! - When a bucket closes, the line is refitted by least squares through the last
+//!   [`BUCKETS`] bucket minima (16 s); its slope is the measured duration of one sample (the
+//!   device's rate against the system clock, within 1,000 ppm of nominal).
+//! - Until two buckets have closed, the line has the nominal slope through the earliest
+//!   reading so far.
+//!
+//! Between refits the line does not move at all, so consecutive blocks are exactly
+//! `n / rate` apart; a refit moves it by the change of the estimate (microseconds).
+//!
+//! It also handles what hosts do besides steady playback:
+//! - a new sample rate, or `reset()`: start again from the next reading;
+//! - a stall (no `process()` for a while: a busy disk, a dialog, a stopped device) or any
+//!   reading more than [`RELOCK_NS`] off the line: start again at that reading (counted);
+//! - offline rendering (blocks processed much faster than real time, by a host that does not
+//!   say so): detected over a second of audio ([`HostClock::is_offline`]), since there is no
+//!   wall clock to align to then.
+//!
+//! Pure: the caller passes the time in; nothing here reads a clock or allocates, so it runs on
+//! the audio thread. A block costs a few comparisons; a refit, every half second, a sum over 32
+//! points.
+
+/// Audio time per bucket, ns.
+pub const BUCKET_NS: f64 = 500e6;
+/// Bucket minima in the fit: 16 s of audio. Long enough to measure the rate to about a ppm,
+/// short enough that a sound card's drift with temperature stays linear over it.
+pub const BUCKETS: usize = 32;
+/// A reading this far from the line (ns) is a stall or a jump, not jitter: start again.
+/// Larger than the burst of a host that splits an 8,192-sample device buffer into 512-sample
+/// calls (170 ms at 48 kHz), much smaller than a human-noticeable stall.
+pub const RELOCK_NS: f64 = 500e6;
+/// Largest rate error accepted against the nominal sample rate: 1,000 ppm. Crystals are within
+/// 100 ppm; beyond this the fit is following something other than a sound card.
+pub const MAX_RATE_ERROR: f64 = 1e-3;
+/// Audio time over which real-time pace is checked, ns.
+pub const OFFLINE_WINDOW_NS: f64 = 1e9;
+/// Wall time below this share of audio time over a window means offline rendering.
+pub const OFFLINE_BELOW: f64 = 0.5;
+/// Wall time above this share of audio time over a window means real time again.
+pub const ONLINE_ABOVE: f64 = 0.8;
+
+/// Where one block lies on the session timeline.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockTiming {
+    /// Session time of the block's first sample, ns.
+    pub start_ns: u64,
+    /// Duration of one sample, ns (the nominal `1e9 / rate`, as measured).
+    pub ns_per_sample: f64,
+    /// The clock started again at this block (first block, new rate, reset, stall).
+    pub relocked: bool,
+}
+
+impl BlockTiming {
+    /// Session time of sample `k` of the block, ns.
+    #[inline]
+    pub fn time_of(&self, k: u32) -> u64 {
+        self.start_ns + (k as f64 * self.ns_per_sample).round() as u64
+    }
+}
+
+/// The sample-clock filter of one plugin instance. Created in `initialize()`, updated once per
+/// `process()` with the session time read at its start.
+#[derive(Clone, Debug)]
+pub struct HostClock {
+    /// Sample rate in use (0 before the first block).
+    sample_rate: f64,
+    /// Whether a line is held (false before the first block and after `reset`).
+    locked: bool,
+    /// Session time of the first reading since the lock: readings are kept relative to it.
+    origin_ns: u64,
+    /// Sample index of the next block since the lock.
+    samples: u64,
+    /// The line: time (ns after `origin_ns`) at sample index 0, and ns per sample.
+    line: (f64, f64),
+    /// Minima of closed buckets: `(sample index, reading - origin)`, a ring.
+    minima: [(f64, f64); BUCKETS],
+    /// Number of valid entries in `minima`.
+    minima_len: usize,
+    /// Next slot of `minima` to write.
+    minima_next: usize,
+    /// Earliest reading of the open bucket (relative to the line), and its sample index.
+    open: Option<(f64, f64)>,
+    /// Sample index at which the open bucket closes.
+    open_until: u64,
+    /// Session time at which the current pace window began.
+    window_wall: u64,
+    /// Audio time processed in the current pace window, ns (nominal rate).
+    window_audio: f64,
+    /// Blocks are coming much faster than real time.
+    offline: bool,
+    /// Starts after the first (stalls, jumps, new rates, resets), for the editor.
+    relocks: u64,
+}
+
+impl Default for HostClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HostClock {
+    /// A clock that starts on its first block.
+    pub const fn new() -> Self {
+        Self {
+            sample_rate: 0.0,
+            locked: false,
+            origin_ns: 0,
+            samples: 0,
+            line: (0.0, 0.0),
+            minima: [(0.0, 0.0); BUCKETS],
+            minima_len: 0,
+            minima_next: 0,
+            open: None,
+            open_until: 0,
+            window_wall: 0,
+            window_audio: 0.0,
+            offline: false,
+            relocks: 0,
+        }
+    }
+
+    /// Forgets the line: the next block starts again (host `reset()`; real-time safe).
+    pub fn reset(&mut self) {
+        self.locked = false;
+        self.window_audio = 0.0;
+    }
+
+    /// Whether the host has been rendering much faster than real time (offline bounce) over
+    /// the last second of audio.
+    pub fn is_offline(&self) -> bool {
+        self.offline
+    }
+
+    /// Starts taken after the first one (stalls, jumps, new rates, resets).
+    pub fn relocks(&self) -> u64 {
+        self.relocks
+    }
+
+    /// The measured duration of one sample, ns (0 before the first block).
+    pub fn ns_per_sample(&self) -> f64 {
+        self.line.1
+    }
+
+    fn lock(&mut self, now: u64, sample_rate: f64) {
+        self.sample_rate = sample_rate;
+        self.locked = true;
+        self.origin_ns = now;
+        self.samples = 0;
+        self.line = (0.0, 1e9 / sample_rate);
+        self.minima_len = 0;
+        self.minima_next = 0;
+        self.open = None;
+        self.open_until = 0;
+    }
+
+    /// Number of samples per bucket.
+    fn bucket_samples(&self) -> u64 {
+        (BUCKET_NS * self.sample_rate / 1e9).round().max(1.0) as u64
+    }
+
+    /// Refits the line through the closed buckets' minima (least squares), or through the
+    /// earliest reading with the nominal slope while fewer than two buckets have closed.
+    fn refit(&mut self) {
+        let nominal = 1e9 / self.sample_rate;
+        if self.minima_len < 2 {
+            // One point (the open bucket's, or the single closed one) and the nominal rate.
+            let mut best: Option<(f64, f64)> = None;
+            let pts = self.minima[..self.minima_len]
+                .iter()
+                .chain(self.open.iter());
+            for &(x, y) in pts {
+                let r = y - nominal * x;
+                if best.is_none_or(|b| r < b.1 - nominal * b.0) {
+                    best = Some((x, y));
+                }
+            }
+            if let Some((x, y)) = best {
+                self.line = (y - nominal * x, nominal);
+            }
+            return;
+        }
+        let pts = &self.minima[..self.minima_len];
+        let n = pts.len() as f64;
+        let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
+        let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
+        let (mut sxy, mut sxx) = (0.0, 0.0);
+        for &(x, y) in pts {
+            sxy += (x - mx) * (y - my);
+            sxx += (x - mx) * (x - mx);
+        }
+        let slope = if sxx > 0.0 { sxy / sxx } else { nominal }.clamp(
+            nominal * (1.0 - MAX_RATE_ERROR),
+            nominal * (1.0 + MAX_RATE_ERROR),
+        );
+        self.line = (my - slope * mx, slope);
+    }
+
+    /// A block of `n` samples at `sample_rate` Hz starts being processed at session time
+    /// `now`: returns where it lies on the filtered timeline.
+    pub fn update(&mut self, now: u64, n: u32, sample_rate: f64) -> BlockTiming {
+        let mut relocked = false;
+        if !self.locked || sample_rate != self.sample_rate || sample_rate <= 0.0 {
+            if self.sample_rate > 0.0 {
+                self.relocks += 1;
+            }
+            self.lock(now, sample_rate.max(1.0));
+            relocked = true;
+            self.window_wall = now;
+            self.window_audio = 0.0;
+        }
+        let x = self.samples as f64;
+        let mut y = (now as i128 - self.origin_ns as i128) as f64;
+        let residual = y - (self.line.0 + self.line.1 * x);
+        if residual.abs() > RELOCK_NS {
+            self.relocks += 1;
+            self.lock(now, self.sample_rate);
+            relocked = true;
+            y = 0.0;
+        }
+        let x = self.samples as f64;
+
+        // The open bucket keeps its earliest reading relative to the line.
+        if self.samples >= self.open_until && self.open.is_some() {
+            if let Some(p) = self.open.take() {
+                self.minima[self.minima_next] = p;
+                self.minima_next = (self.minima_next + 1) % BUCKETS;
+                self.minima_len = (self.minima_len + 1).min(BUCKETS);
+            }
+        }
+        let slope = self.line.1;
+        match self.open {
+            Some((ox, oy)) if oy - slope * ox <= y - slope * x => {}
+            Some(_) => self.open = Some((x, y)),
+            None => {
+                self.open = Some((x, y));
+                self.open_until = self.samples + self.bucket_samples();
+            }
+        }
+        self.refit();
+
+        let t = self.line.0 + self.line.1 * x;
+        let timing = BlockTiming {
+            start_ns: self.origin_ns.saturating_add_signed(t.round() as i64),
+            ns_per_sample: self.line.1,
+            relocked,
+        };
+
+        // Real-time pace, measured over whole windows of audio.
+        let nominal = 1e9 / self.sample_rate;
+        if self.window_audio >= OFFLINE_WINDOW_NS {
+            let wall = now.saturating_sub(self.window_wall) as f64;
+            let ratio = wall / self.window_audio;
+            if ratio < OFFLINE_BELOW {
+                self.offline = true;
+            } else if ratio > ONLINE_ABOVE {
+                self.offline = false;
+            }
+            self.window_wall = now;
+            self.window_audio = 0.0;
+        }
+        self.window_audio += n as f64 * nominal;
+        self.samples += n as u64;
+        timing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SR: f64 = 48_000.0;
+
+    /// SplitMix64 (Steele, Lea and Flood 2014): deterministic noise for the tests.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Drives the clock with a device whose true sample duration is `true_nps` ns, blocks of
+    /// `sizes` (cycled), calls arriving up to `jitter` ns after the block's true start. After
+    /// `settle` seconds and up to `seconds`, returns the worst wander (ns: the error of a
+    /// block's time against the truth, both measured from the first block after settling) and
+    /// the worst error of the time between blocks 125 ms apart (the spacing of two notes).
+    fn errors(true_nps: f64, sizes: &[u32], jitter: u64, settle: f64, seconds: f64) -> (f64, f64) {
+        let mut c = HostClock::new();
+        let mut rng = Rng(5);
+        let t0 = 1_700_000_000_000_000_000u64;
+        let mut samples = 0u64;
+        let (mut wander, mut spacing) = (0f64, 0f64);
+        let mut history: Vec<(f64, f64)> = Vec::new();
+        let mut i = 0;
+        while (samples as f64) < seconds * SR {
+            let n = sizes[i % sizes.len()];
+            i += 1;
+            let true_start = samples as f64 * true_nps;
+            let now = t0 + true_start as u64 + rng.below(jitter + 1);
+            let t = (c.update(now, n, SR).start_ns - t0) as f64;
+            if samples as f64 >= settle * SR {
+                history.push((true_start, t));
+                let (ft, ff) = history[0];
+                wander = wander.max(((t - ff) - (true_start - ft)).abs());
+                let back = history.iter().rev().find(|h| true_start - h.0 >= 125e6);
+                if let Some(&(bt, bf)) = back {
+                    spacing = spacing.max(((t - bf) - (true_start - bt)).abs());
+                }
+            }
+            samples += n as u64;
+        }
+        (wander, spacing)
+    }
+
+    #[test]
+    fn steady_host_with_jitter() {
+        let nps = 1e9 / SR;
+        // A badly behaved host: calls up to 1 ms late, uniformly.
+        let (wander, spacing) = errors(nps, &[512], 1_000_000, 5.0, 60.0);
+        assert!(spacing < nps, "spacing error {spacing} ns");
+        assert!(wander < 2.0 * nps, "wander {wander} ns");
+        // A usual one: up to 100 us late.
+        let (wander, spacing) = errors(nps, &[512], 100_000, 5.0, 60.0);
+        assert!(spacing < 0.1 * nps, "spacing error {spacing} ns");
+        assert!(wander < 0.25 * nps, "wander {wander} ns");
+    }
+
+    #[test]
+    fn follows_a_sound_card_100_ppm_off_with_varying_blocks() {
+        let nps = 1e9 / SR * (1.0 + 100e-6);
+        let (wander, spacing) = errors(nps, &[64, 512, 128, 1024, 333], 500_000, 10.0, 60.0);
+        assert!(wander < 1e9 / SR, "wander {wander} ns");
+        assert!(spacing < 0.25e9 / SR, "spacing error {spacing} ns");
+    }
+
+    #[test]
+    fn split_device_buffer_bursts_are_smoothed() {
+        // A host that processes a 2,048-sample device buffer as 4 calls of 512 back to back:
+        // the call times form a staircase; the loop must still give a straight line.
+        let nps = 1e9 / SR;
+        let mut c = HostClock::new();
+        let t0 = 1_000_000_000_000u64;
+        let mut starts = Vec::new();
+        for k in 0..4000u64 {
+            let device = t0 + ((k / 4) as f64 * 2048.0 * nps) as u64;
+            let now = device + (k % 4) * 50_000; // 50 us per call
+            starts.push(c.update(now, 512, SR).start_ns as f64);
+        }
+        let tail = &starts[2000..];
+        let worst = tail
+            .windows(2)
+            .map(|w| ((w[1] - w[0]) - 512.0 * nps).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < nps, "step error {worst} ns");
+        assert_eq!(c.relocks(), 0);
+        assert!(!c.is_offline());
+    }
+
+    #[test]
+    fn stall_and_rate_change_relock() {
+        let nps = 1e9 / SR;
+        let mut c = HostClock::new();
+        let mut now = 5_000_000_000u64;
+        assert!(c.update(now, 512, SR).relocked);
+        for _ in 0..100 {
+            now += (512.0 * nps) as u64;
+            assert!(!c.update(now, 512, SR).relocked);
+        }
+        // Three seconds without a call.
+        now += 3_000_000_000;
+        let t = c.update(now, 512, SR);
+        assert!(t.relocked);
+        assert_eq!(t.start_ns, now);
+        assert_eq!(c.relocks(), 1);
+        // A new sample rate.
+        now += 10_000_000;
+        let t = c.update(now, 512, 96_000.0);
+        assert!(t.relocked);
+        assert!((t.ns_per_sample - 1e9 / 96_000.0).abs() < 1e-9);
+        // Reset.
+        c.reset();
+        now += 5_000_000;
+        assert!(c.update(now, 512, 96_000.0).relocked);
+    }
+
+    #[test]
+    fn offline_rendering_is_detected_and_left() {
+        let nps = 1e9 / SR;
+        let mut c = HostClock::new();
+        let mut now = 1_000_000_000u64;
+        // Ten times faster than real time for 3 s of audio.
+        for _ in 0..300 {
+            c.update(now, 512, SR);
+            now += (512.0 * nps / 10.0) as u64;
+        }
+        assert!(c.is_offline());
+        // Back to real time.
+        for _ in 0..300 {
+            c.update(now, 512, SR);
+            now += (512.0 * nps) as u64;
+        }
+        assert!(!c.is_offline());
+    }
+
+    #[test]
+    fn zero_sample_blocks_do_not_move_the_line() {
+        let mut c = HostClock::new();
+        let a = c.update(1_000, 512, SR);
+        let b = c.update(2_000, 0, SR);
+        let d = c.update(1_000 + 10_666_667, 512, SR);
+        assert_eq!(a.start_ns, 1_000);
+        assert_eq!(b.start_ns, d.start_ns);
+    }
+}
