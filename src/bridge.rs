@@ -7,7 +7,9 @@
 
 use crate::proto::event::TimedMessage;
 use crate::proto::receiver::{ScheduledEvent, REJECT_REASONS};
-use std::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, Ordering::Relaxed};
+use crate::proto::sender::ClockStatus;
+use crate::proto::wire::ClockSource;
+use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 /// Slots in each queue. At 200 events per second from each of 20 players, 4096 slots hold
 /// one second of music, far more than the one block that normally sits in a queue.
@@ -80,6 +82,14 @@ pub struct SenderShared {
     pub datagrams_sent: AtomicU64,
     /// Datagrams that could not be sent (no destination yet, or a socket error).
     pub send_errors: AtomicU64,
+    /// Clock source: 0 none, 1 direct exchange, 2 NTP.
+    pub clock_source: AtomicU8,
+    /// Receiver (or UTC) time minus ours, ns.
+    pub clock_offset_ns: AtomicI64,
+    /// Error bound of that offset, ns.
+    pub clock_error_ns: AtomicU64,
+    /// Best round trip to the Receiver, ns.
+    pub rtt_ns: AtomicU64,
 }
 
 impl SenderShared {
@@ -91,6 +101,21 @@ impl SenderShared {
     /// Sets the state.
     pub fn set_state(&self, s: NetState) {
         self.state.store(s as u8, Relaxed);
+    }
+
+    /// Publishes the clock status (network thread).
+    pub fn publish_clock(&self, c: &ClockStatus) {
+        self.clock_source.store(
+            match c.source {
+                None => 0,
+                Some(ClockSource::Direct) => 1,
+                Some(ClockSource::Ntp) => 2,
+            },
+            Relaxed,
+        );
+        self.clock_offset_ns.store(c.offset_ns, Relaxed);
+        self.clock_error_ns.store(c.error_ns, Relaxed);
+        self.rtt_ns.store(c.rtt_ns, Relaxed);
     }
 }
 
@@ -115,6 +140,11 @@ pub struct ReceiverShared {
     pub schedule_full: AtomicU64,
     /// Events the host's output buffer refused.
     pub host_refused: AtomicU64,
+    /// The common playout delay D in ns, written by the network thread, read by `process()`.
+    pub playout_delay_ns: AtomicI64,
+    /// Blocks processed while the host ran faster than real time (offline rendering), when
+    /// events are passed through without alignment.
+    pub offline_blocks: AtomicU64,
 }
 
 impl ReceiverShared {

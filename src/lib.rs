@@ -11,6 +11,7 @@
 //! - [`bridge`]: lock-free queues and atomic counters between the threads;
 //! - [`audio`]: what `process()` does with them;
 //! - [`settings`]: what is saved with the project besides parameters;
+//! - [`status`]: the session snapshot the editors show, and their commands;
 //! - [`timing`]: clock estimators (host sample clock, clock exchange, latency statistics).
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -18,13 +19,16 @@
 #![warn(missing_docs)]
 
 pub mod audio;
+#[cfg(feature = "baseline")]
+pub mod baseline;
 pub mod bridge;
 pub mod net;
 pub mod proto;
 pub mod settings;
+pub mod status;
 pub mod timing;
 
-use audio::receiver::ReceiverAudio;
+use audio::receiver::{BlockInput, ReceiverAudio};
 use audio::sender::SenderAudio;
 use bridge::{ReceiverShared, SenderShared};
 use net::NetThread;
@@ -32,6 +36,7 @@ use nice_plug::prelude::*;
 use proto::event::SysEx;
 use settings::{ReceiverSettings, SenderSettings, Settings};
 use std::num::NonZeroU32;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 /// Vendor shown by hosts.
@@ -43,7 +48,7 @@ const EMAIL: &str = "udp-midi@users.noreply.github.com";
 
 /// Stereo in and out (audio passes through untouched), or no audio at all: both plugins are
 /// MIDI effects, and some hosts only place plugins with audio ports on audio chains.
-const AUDIO_IO_LAYOUTS: &[AudioIOLayout] = &[
+pub(crate) const AUDIO_IO_LAYOUTS: &[AudioIOLayout] = &[
     AudioIOLayout {
         main_input_channels: NonZeroU32::new(2),
         main_output_channels: NonZeroU32::new(2),
@@ -180,16 +185,23 @@ impl Plugin for Sender {
         true
     }
 
+    fn reset(&mut self) {
+        if let Some(a) = &mut self.audio {
+            a.reset();
+        }
+    }
+
     fn process(
         &mut self,
-        _buffer: &mut Buffer,
+        buffer: &mut Buffer,
         _aux: &mut AuxiliaryBuffers,
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
         let now = net::clock::now_ns();
+        let n = buffer.samples() as u32;
         let thru = self.params.thru.value();
         match &mut self.audio {
-            Some(a) => a.process(now, thru, &self.shared, context),
+            Some(a) => a.process(now, n, thru, &self.shared, context),
             None => {
                 while let Some(ev) = context.next_event() {
                     if thru {
@@ -231,13 +243,34 @@ impl Vst3Plugin for Sender {
 // Receiver
 // ----------------------------------------------------------------------------------------------
 
+/// How the Receiver chooses the playout delay.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlignMode {
+    /// D = the slowest active peer's p99 one-way latency + Default delay.
+    #[id = "slowest"]
+    #[name = "Align to slowest"]
+    Slowest,
+    /// D = Default delay, exactly.
+    #[id = "fixed"]
+    #[name = "Fixed delay"]
+    Fixed,
+}
+
 /// The Receiver's parameters and saved settings.
 #[derive(Params)]
 pub struct ReceiverParams {
-    /// Safety margin added to every event's playout time, in ms: absorbs network jitter.
-    /// Automatable. Read by the audio thread every block.
+    /// Safety margin, in ms, added to the slowest player's p99 latency (or the whole delay in
+    /// fixed mode). Automatable. Read by the audio thread every block and by the network
+    /// thread every few ms.
     #[id = "delay"]
     pub delay: FloatParam,
+    /// Align to the slowest player, or a fixed delay. Read like `delay`.
+    #[id = "mode"]
+    pub mode: EnumParam<AlignMode>,
+    /// Delay the Receiver's own track MIDI by the same playout delay, so the host player lines
+    /// up with the remote ones. Read by the audio thread every block.
+    #[id = "align_local"]
+    pub align_local: BoolParam,
     /// Listening port. Saved with the project; read by the network thread; written by the
     /// host when it loads a project.
     #[persist = "receiver"]
@@ -249,7 +282,7 @@ impl Default for ReceiverParams {
         Self {
             delay: FloatParam::new(
                 "Default delay",
-                10.0,
+                5.0,
                 FloatRange::Skewed {
                     min: 0.0,
                     max: 1000.0,
@@ -258,8 +291,22 @@ impl Default for ReceiverParams {
             )
             .with_unit(" ms")
             .with_step_size(0.1),
+            mode: EnumParam::new("Delay mode", AlignMode::Slowest),
+            align_local: BoolParam::new("Align local input", true),
             settings: Arc::default(),
         }
+    }
+}
+
+impl ReceiverParams {
+    /// Margin (ns) and mode of the playout delay, as the parameters say now.
+    pub fn playout(&self) -> (i64, timing::playout::PlayoutMode) {
+        let margin = (self.delay.value().max(0.0) as f64 * 1e6) as i64;
+        let mode = match self.mode.value() {
+            AlignMode::Slowest => timing::playout::PlayoutMode::Adaptive,
+            AlignMode::Fixed => timing::playout::PlayoutMode::Fixed,
+        };
+        (margin, mode)
     }
 }
 
@@ -268,6 +315,8 @@ pub struct Receiver {
     /// Parameters and settings, shared with the host and the network thread. Built in
     /// `default()`.
     params: Arc<ReceiverParams>,
+    /// Random id chosen at instantiation, in the header of the Receiver's clock replies.
+    receiver_id: u64,
     /// Counters and state, written by the audio and network threads, read by anyone.
     shared: Arc<ReceiverShared>,
     /// Audio-thread state: the queue from the network thread and the playout schedule.
@@ -285,6 +334,7 @@ impl Default for Receiver {
     fn default() -> Self {
         Self {
             params: Arc::new(ReceiverParams::default()),
+            receiver_id: rand::random(),
             shared: Arc::default(),
             audio: None,
             net: None,
@@ -338,7 +388,8 @@ impl Plugin for Receiver {
         let _ = net::clock::now_ns();
         let (producer, consumer) = bridge::receiver_queue();
         let thread = net::receiver_thread::ReceiverThread {
-            settings: self.params.settings.clone(),
+            receiver_id: self.receiver_id,
+            params: self.params.clone(),
             queue: producer,
             shared: self.shared.clone(),
         };
@@ -346,7 +397,8 @@ impl Plugin for Receiver {
             Ok(t) => self.net = Some(t),
             Err(e) => nice_error!("udp-midi receiver: cannot start the network thread: {e}"),
         }
-        self.audio = Some(ReceiverAudio::new(consumer, config.sample_rate));
+        let offline = config.process_mode == ProcessMode::Offline;
+        self.audio = Some(ReceiverAudio::new(consumer, config.sample_rate, offline));
         self.sample_rate = config.sample_rate;
         true
     }
@@ -364,10 +416,21 @@ impl Plugin for Receiver {
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
         let now = net::clock::now_ns();
-        let n = buffer.samples() as u32;
-        let delay_ns = (self.params.delay.value().max(0.0) as f64 * 1e6) as u64;
+        let (margin, mode) = self.params.playout();
+        // Fixed mode follows the parameter at once (automation); otherwise D comes from the
+        // network thread, which adds the same margin to the slowest peer's latency.
+        let delay_ns = match mode {
+            timing::playout::PlayoutMode::Fixed => margin,
+            _ => self.shared.playout_delay_ns.load(Relaxed).max(margin),
+        };
+        let input = BlockInput {
+            now_ns: now,
+            n: buffer.samples() as u32,
+            delay_ns: delay_ns.max(0) as u64,
+            align_local: self.params.align_local.value(),
+        };
         match &mut self.audio {
-            Some(a) => a.process(now, n, delay_ns, &self.shared, context),
+            Some(a) => a.process(input, &self.shared, context),
             None => {
                 while let Some(ev) = context.next_event() {
                     let _ = context.try_send_event(ev);
@@ -403,5 +466,12 @@ impl Vst3Plugin for Receiver {
         &[Vst3SubCategory::Instrument, Vst3SubCategory::Tools];
 }
 
+#[cfg(not(feature = "baseline"))]
 nice_export_clap!(Sender, Receiver);
+#[cfg(not(feature = "baseline"))]
 nice_export_vst3!(Sender, Receiver);
+// Benchmark builds add the pass-through baseline (never in the installed bundles).
+#[cfg(feature = "baseline")]
+nice_export_clap!(Sender, Receiver, baseline::Thru);
+#[cfg(feature = "baseline")]
+nice_export_vst3!(Sender, Receiver, baseline::Thru);

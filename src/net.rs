@@ -3,6 +3,7 @@
 //! with a single-threaded tokio runtime; it drives the sans-IO core in [`crate::proto`].
 
 pub mod clock;
+pub mod ntp;
 pub mod receiver_thread;
 pub mod sender_thread;
 
@@ -46,7 +47,7 @@ impl NetThread {
                 };
                 rt.block_on(body(thread_stop));
                 // Dropping the runtime here closes every socket and joins DNS helper threads.
-                rt.shutdown_timeout(std::time::Duration::from_secs(1));
+                rt.shutdown_timeout(std::time::Duration::from_millis(200));
             })?;
         Ok(Self {
             stop,

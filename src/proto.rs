@@ -9,7 +9,9 @@
 pub mod event;
 pub mod peers;
 pub mod receiver;
+pub mod reject;
 pub mod replay;
+pub mod room;
 pub mod schedule;
 pub mod sender;
 pub mod wire;

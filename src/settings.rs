@@ -22,6 +22,11 @@ pub struct SenderSettings {
     pub port: u16,
     /// Name shown to the Receiver (at most 64 bytes are sent).
     pub name: String,
+    /// NTP server (`host` or `host:port`); empty switches NTP off.
+    pub ntp_server: String,
+    /// The Receiver's room code, as typed. Empty: use the code of a Receiver on this machine
+    /// when the destination is a loopback address (see `docs/protocol.md`, "Rooms").
+    pub room: String,
 }
 
 impl Default for SenderSettings {
@@ -30,6 +35,8 @@ impl Default for SenderSettings {
             host: "127.0.0.1".into(),
             port: DEFAULT_PORT,
             name: String::new(),
+            ntp_server: crate::net::ntp::DEFAULT_SERVER.into(),
+            room: String::new(),
         }
     }
 }
@@ -40,11 +47,24 @@ impl Default for SenderSettings {
 pub struct ReceiverSettings {
     /// UDP port, on IPv4 and IPv6.
     pub port: u16,
+    /// NTP server (`host` or `host:port`); empty switches NTP off.
+    pub ntp_server: String,
+    /// Room code Senders must know, grouped for reading. A new Receiver draws a random one,
+    /// which is then saved with the project.
+    pub room: String,
+    /// Accept any Sender, unauthenticated and unencrypted: an explicit choice, flagged in the
+    /// editor.
+    pub open_room: bool,
 }
 
 impl Default for ReceiverSettings {
     fn default() -> Self {
-        Self { port: DEFAULT_PORT }
+        Self {
+            port: DEFAULT_PORT,
+            ntp_server: crate::net::ntp::DEFAULT_SERVER.into(),
+            room: crate::proto::room::RoomCode::random().to_string(),
+            open_room: false,
+        }
     }
 }
 
@@ -134,7 +154,10 @@ mod tests {
     fn generation_changes_on_set() {
         let s = Settings::<ReceiverSettings>::default();
         let g = s.generation();
-        s.set(ReceiverSettings { port: 9 });
+        s.set(ReceiverSettings {
+            port: 9,
+            ..Default::default()
+        });
         assert_ne!(s.generation(), g);
         assert_eq!(s.get().port, 9);
     }

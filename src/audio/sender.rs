@@ -3,6 +3,7 @@
 
 use crate::bridge::{SenderMsg, SenderShared};
 use crate::proto::event::{MidiMessage, SysEx, TimedMessage};
+use crate::timing::host_clock::HostClock;
 use nice_plug::prelude::*;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -10,6 +11,9 @@ use std::sync::atomic::Ordering::Relaxed;
 pub struct SenderAudio {
     /// Audio end of the queue to the network thread. Created in `initialize()`.
     queue: rtrb::Producer<SenderMsg>,
+    /// Maps the host's sample counter to session time, so stamps do not inherit the jitter
+    /// of when the host calls `process()`.
+    clock: HostClock,
     /// Sample rate of this activation, Hz.
     sample_rate: f64,
 }
@@ -19,16 +23,23 @@ impl SenderAudio {
     pub fn new(queue: rtrb::Producer<SenderMsg>, sample_rate: f32) -> Self {
         Self {
             queue,
+            clock: HostClock::new(),
             sample_rate: sample_rate as f64,
         }
     }
 
-    /// One host block that started at `block_start_ns` (session time): each event is stamped
-    /// `block_start + timing / sample_rate` and queued; with `thru`, it is also passed on to
-    /// the track's output unchanged.
+    /// Host `reset()`: forgets the sample-clock mapping (real-time safe).
+    pub fn reset(&mut self) {
+        self.clock.reset();
+    }
+
+    /// One host block of `n` samples; `now_ns` is the session time read at the start of
+    /// `process()`. Each event is stamped `block time + timing / sample_rate` on the filtered
+    /// host clock and queued; with `thru`, it is also passed on to the track's output unchanged.
     pub fn process<P, C>(
         &mut self,
-        block_start_ns: u64,
+        now_ns: u64,
+        n: u32,
         thru: bool,
         shared: &SenderShared,
         context: &mut C,
@@ -36,7 +47,8 @@ impl SenderAudio {
         P: Plugin<SysExMessage = SysEx>,
         C: ProcessContext<P>,
     {
-        let ns_per_sample = 1e9 / self.sample_rate;
+        let timing = self.clock.update(now_ns, n, self.sample_rate);
+        let (block_start_ns, ns_per_sample) = (timing.start_ns, timing.ns_per_sample);
         let mut queued = false;
         while let Some(ev) = context.next_event() {
             if let Some((timing, msg)) = MidiMessage::from_note_event(&ev) {

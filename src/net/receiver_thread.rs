@@ -2,10 +2,10 @@
 //! dual-stack socket), feeds every datagram to [`ReceiverCore`] with its arrival time, and
 //! passes the scheduled events to the audio thread.
 
-use super::clock;
+use super::{clock, ntp};
 use crate::bridge::{NetState, ReceiverShared};
-use crate::proto::receiver::{ReceiverCore, RejectReason, ScheduledEvent};
-use crate::settings::{ReceiverSettings, Settings};
+use crate::proto::receiver::{NtpOffset, ReceiverCore, RejectReason, ScheduledEvent};
+use crate::ReceiverParams;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
@@ -27,8 +27,11 @@ const RECV_BUF: usize = 2048;
 
 /// Everything the thread needs, moved into it at start.
 pub struct ReceiverThread {
-    /// Port, shared with the host.
-    pub settings: Arc<Settings<ReceiverSettings>>,
+    /// Random id of this Receiver (in the header of its replies).
+    pub receiver_id: u64,
+    /// Parameters (margin and mode of the playout delay) and settings (port, NTP server),
+    /// shared with the host.
+    pub params: Arc<ReceiverParams>,
     /// The audio thread's queue.
     pub queue: rtrb::Producer<ScheduledEvent>,
     /// Counters and state shown to the user.
@@ -67,9 +70,14 @@ async fn recv(socket: &Option<UdpSocket>, buf: &mut [u8]) -> std::io::Result<(us
 impl ReceiverThread {
     /// The thread's main loop; returns after `stop` fires.
     pub async fn run(mut self, stop: Arc<Notify>) {
-        let mut core = ReceiverCore::new();
-        let mut port = self.settings.get().port;
-        let mut generation = self.settings.generation();
+        let (margin, mode) = self.params.playout();
+        let mut core = ReceiverCore::new(self.receiver_id, margin, mode);
+        let settings = self.params.settings.clone();
+        let mut current = settings.get();
+        let mut port = current.port;
+        let mut generation = settings.generation();
+        let (ntp_tx, mut ntp_rx) = tokio::sync::watch::channel(None);
+        let mut ntp_task = tokio::spawn(ntp::run(current.ntp_server.clone(), ntp_tx));
         let mut socket: Option<UdpSocket> = None;
         let mut next_bind = 0u64;
         let mut buf = vec![0u8; RECV_BUF];
@@ -78,16 +86,32 @@ impl ReceiverThread {
         self.shared.set_state(NetState::Starting);
         loop {
             let now = clock::now_ns();
-            let g = self.settings.generation();
+            let g = settings.generation();
             if g != generation {
                 generation = g;
-                let p = self.settings.get().port;
-                if p != port {
-                    port = p;
+                let new = settings.get();
+                if new.port != port {
+                    port = new.port;
                     socket = None;
                     next_bind = 0;
                 }
+                if new.ntp_server != current.ntp_server {
+                    ntp_task.abort();
+                    let (tx, rx) = tokio::sync::watch::channel(None);
+                    ntp_rx = rx;
+                    ntp_task = tokio::spawn(ntp::run(new.ntp_server.clone(), tx));
+                    core.set_ntp(None);
+                }
+                current = new;
             }
+            if let Some(n) = *ntp_rx.borrow() {
+                core.set_ntp(Some(NtpOffset {
+                    offset_ns: n.offset_ns,
+                    error_ns: n.error_ns,
+                }));
+            }
+            let (margin, mode) = self.params.playout();
+            core.set_playout(margin, mode);
             if socket.is_none() && now >= next_bind {
                 match bind(port) {
                     Ok(s) => {
@@ -134,6 +158,15 @@ impl ReceiverThread {
                 }
             }
 
+            // Answer clock-exchange requests, stamping each with its send time.
+            if let Some(s) = &socket {
+                while let Some((to, d)) = core.poll_transmit(clock::now_ns()) {
+                    let _ = s.try_send_to(d.as_bytes(), to);
+                }
+            } else {
+                while core.poll_transmit(0).is_some() {}
+            }
+
             // Hand scheduled events to the audio thread; keep what does not fit for later.
             while let Some(ev) = core.poll_event() {
                 if let Err(rtrb::PushError::Full(ev)) = self.queue.push(ev) {
@@ -144,6 +177,7 @@ impl ReceiverThread {
             while core.poll_peer_event().is_some() {}
             self.publish(&core);
         }
+        ntp_task.abort();
         self.shared.set_state(NetState::Stopped);
         self.shared.port.store(0, Relaxed);
     }
@@ -154,6 +188,9 @@ impl ReceiverThread {
         self.shared.datagrams.store(s.datagrams, Relaxed);
         self.shared.events.store(s.events, Relaxed);
         self.shared.peers.store(core.peers().len() as u64, Relaxed);
+        self.shared
+            .playout_delay_ns
+            .store(core.playout_delay(), Relaxed);
         for r in RejectReason::ALL {
             self.shared.rejected[r as usize].store(s.rejected[r as usize], Relaxed);
         }

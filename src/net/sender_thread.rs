@@ -1,8 +1,9 @@
 //! The Sender's network thread: drains the audio thread's queue into [`SenderCore`], resolves
 //! the destination, and sends the datagrams the core produces.
 
-use super::clock;
+use super::{clock, ntp};
 use crate::bridge::{NetState, SenderMsg, SenderShared};
+use crate::proto::receiver::NtpOffset;
 use crate::proto::sender::SenderCore;
 use crate::settings::{SenderSettings, Settings};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -65,6 +66,17 @@ fn resolve(s: &SenderSettings) -> Dest {
     }))
 }
 
+/// Receives from `socket`, or waits forever when there is none.
+async fn recv(
+    socket: &Option<(UdpSocket, bool)>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some((s, _)) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A socket of the destination's address family, bound to an ephemeral port.
 async fn socket_for(dest: SocketAddr) -> std::io::Result<UdpSocket> {
     let any: SocketAddr = match dest {
@@ -85,13 +97,32 @@ impl SenderThread {
         let mut socket: Option<(UdpSocket, bool)> = None;
         let mut tick = interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut buf = [0u8; 2048];
+        let (ntp_tx, mut ntp_rx) = tokio::sync::watch::channel(None);
+        let mut ntp_task = tokio::spawn(ntp::run(settings.ntp_server.clone(), ntp_tx));
         self.shared.set_state(NetState::Starting);
         loop {
             let stopping = tokio::select! {
                 _ = stop.notified() => true,
                 _ = tick.tick() => false,
+                r = recv(&socket, &mut buf) => {
+                    let arrival = clock::now_ns();
+                    if let Ok((n, from)) = r {
+                        // Only our Receiver's answers count.
+                        if Some(from) == match dest { Dest::Known(a) => Some(a), _ => None } {
+                            let _ = core.handle_datagram(arrival, &buf[..n]);
+                        }
+                    }
+                    false
+                }
             };
             let now = clock::now_ns();
+            if let Some(n) = *ntp_rx.borrow() {
+                core.set_ntp(Some(NtpOffset {
+                    offset_ns: n.offset_ns,
+                    error_ns: n.error_ns,
+                }));
+            }
 
             // Settings changed (project loaded, or edited): follow them.
             let g = self.settings.generation();
@@ -103,6 +134,13 @@ impl SenderThread {
                     resolved_at = now;
                 }
                 core.set_name(&new.name);
+                if new.ntp_server != settings.ntp_server {
+                    ntp_task.abort();
+                    let (tx, rx) = tokio::sync::watch::channel(None);
+                    ntp_rx = rx;
+                    ntp_task = tokio::spawn(ntp::run(new.ntp_server.clone(), tx));
+                    core.set_ntp(None);
+                }
                 settings = new;
             }
             if matches!(dest, Dest::Known(_))
@@ -158,7 +196,7 @@ impl SenderThread {
             }
 
             // Send.
-            while let Some(d) = core.poll_transmit() {
+            while let Some(d) = core.poll_transmit(clock::now_ns()) {
                 let sent = match (&socket, target) {
                     (Some((s, _)), Some(t)) => s.try_send_to(d.as_bytes(), t).is_ok(),
                     _ => false,
@@ -172,10 +210,12 @@ impl SenderThread {
             self.shared
                 .events_sent
                 .store(core.stats().events_sent, Relaxed);
+            self.shared.publish_clock(&core.clock_status(now));
             if stopping {
                 break;
             }
         }
+        ntp_task.abort();
         self.shared.set_state(NetState::Stopped);
     }
 }

@@ -5,6 +5,9 @@
 //! audio thread uses to refer to it without strings or maps.
 
 use super::replay::ReplayWindow;
+use super::wire::ClockReport;
+use crate::timing::jitter::Jitter;
+use crate::timing::latency::LatencyWindow;
 use std::net::SocketAddr;
 
 /// Most senders one Receiver tracks at once.
@@ -88,6 +91,28 @@ pub struct Peer {
     pub events_lost: u64,
     /// Datagrams accepted.
     pub datagrams: u64,
+    /// The sender's latest clock estimate (direct exchange with us, or NTP).
+    pub clock: Option<ClockReport>,
+    /// How this peer's origin times are put on our timeline right now.
+    pub basis: ClockBasis,
+    /// One-way latency of its events (arrival minus origin, both on our timeline), ns.
+    pub latency: LatencyWindow,
+    /// RFC 3550 interarrival jitter of its events.
+    pub jitter: Jitter,
+    /// Events that arrived after their playout time.
+    pub late: u64,
+}
+
+/// How a peer's origin times are converted to the Receiver's timeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockBasis {
+    /// The direct clock exchange between that Sender and this Receiver.
+    Direct,
+    /// Both machines' NTP offsets to UTC.
+    Ntp,
+    /// No clock information: the fastest transit seen stands for "latency zero". Latency is then
+    /// the excess over the fastest datagram: jitter, not true one-way delay.
+    FastestTransit,
 }
 
 impl Peer {
@@ -103,6 +128,11 @@ impl Peer {
             events: 0,
             events_lost: 0,
             datagrams: 0,
+            clock: None,
+            basis: ClockBasis::FastestTransit,
+            latency: LatencyWindow::new(),
+            jitter: Jitter::new(),
+            late: 0,
         }
     }
 }
@@ -198,6 +228,14 @@ impl PeerTable {
             .iter()
             .enumerate()
             .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
+    }
+
+    /// Occupied slots and their peers, mutably.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Peer)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_mut().map(|p| (i, p)))
     }
 
     /// Number of peers.

@@ -1,18 +1,21 @@
 //! The Receiver's protocol state machine, sans-IO: datagrams and the time go in, scheduled
-//! events come out. It never touches a socket or reads a clock.
+//! events, replies and the playout delay come out. It never touches a socket or reads a clock.
 //!
-//! Playout: an event from a peer is due at `origin + base_offset(peer)`, where `base_offset`
-//! is the smallest `arrival - origin` seen from that peer over the last 5 to 10 s
-//! ([`WindowedMin`]). That is the arrival time of the fastest datagram, so the event that
-//! travelled fastest is due on arrival and every other one keeps its original distance to it:
-//! the spacing of a peer's events is reproduced exactly, whatever the network jitter and the
-//! offset between the two machines' clocks. The audio thread plays it at `due + delay`, the
-//! "Default delay" parameter being the margin that absorbs jitter.
+//! Alignment: every event's origin time is put on the Receiver's timeline with the best clock
+//! information about its sender ([`ClockBasis`]): the Sender's direct clock exchange with us,
+//! else both machines' NTP offsets, else the fastest transit seen. Its one-way latency is then
+//! `arrival - origin`. The common playout delay `D` is the slowest active peer's p99 latency
+//! plus the margin (or the margin alone in fixed mode), and every event plays at
+//! `origin + D`: all players line up on the slowest one, and each keeps its own spacing.
+//! The audio thread adds `D` at playout time, so a change of `D` moves every waiting event
+//! together and never reorders or squeezes them.
 
 use super::event::{MidiMessage, TimedMessage};
-use super::peers::{PeerTable, WindowedMin, MAX_PEERS, PEER_TIMEOUT_NS};
+use super::peers::{ClockBasis, Peer, PeerTable, WindowedMin, MAX_PEERS, PEER_TIMEOUT_NS};
+pub use super::reject::{Reject, RejectReason, REJECT_REASONS};
 use super::replay::Verdict;
-use super::wire::{self, DecodeError, PacketType, MAX_EVENTS_PER_DATAGRAM};
+use super::wire::{self, ClockSource, Datagram, PacketType, TimeReply, MAX_EVENTS_PER_DATAGRAM};
+use crate::timing::playout::{PlayoutDelay, PlayoutMode};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
@@ -31,110 +34,17 @@ pub struct ScheduledEvent {
     pub msg: MidiMessage,
 }
 
-/// Why a datagram was dropped, for counting. Decode errors map one to one.
+/// Most clock-exchange replies waiting to be sent; past it requests are not answered (a
+/// flood of requests cannot grow memory).
+pub const MAX_PENDING_REPLIES: usize = 256;
+
+/// This machine's NTP offset, as the network shell measured it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reject {
-    /// The datagram did not decode.
-    Decode(DecodeError),
-    /// Already received (network duplicate) or too old to tell.
-    Duplicate,
-    /// A new sender while [`MAX_PEERS`] are already known.
-    TooManyPeers,
-}
-
-/// Number of distinct [`RejectReason`] values.
-pub const REJECT_REASONS: usize = 16;
-
-/// A flat reason index for counters, stable for the editor and tests. Each variant is
-/// described by [`RejectReason::label`] and by the [`DecodeError`] of the same name.
-#[allow(missing_docs)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum RejectReason {
-    TooShort,
-    TooLong,
-    BadMagic,
-    UnsupportedVersion,
-    UnknownType,
-    ReservedBits,
-    Malformed,
-    TrailingBytes,
-    InvalidEvent,
-    TimeOverflow,
-    TooManyEvents,
-    NameTooLong,
-    Empty,
-    Duplicate,
-    TooManyPeers,
-    QueueFull,
-}
-
-impl RejectReason {
-    /// Every reason, in index order.
-    pub const ALL: [RejectReason; REJECT_REASONS] = [
-        Self::TooShort,
-        Self::TooLong,
-        Self::BadMagic,
-        Self::UnsupportedVersion,
-        Self::UnknownType,
-        Self::ReservedBits,
-        Self::Malformed,
-        Self::TrailingBytes,
-        Self::InvalidEvent,
-        Self::TimeOverflow,
-        Self::TooManyEvents,
-        Self::NameTooLong,
-        Self::Empty,
-        Self::Duplicate,
-        Self::TooManyPeers,
-        Self::QueueFull,
-    ];
-
-    /// A short label for logs and the editor.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::TooShort => "too short",
-            Self::TooLong => "too long",
-            Self::BadMagic => "bad magic",
-            Self::UnsupportedVersion => "unsupported version",
-            Self::UnknownType => "unknown type",
-            Self::ReservedBits => "reserved bits",
-            Self::Malformed => "malformed",
-            Self::TrailingBytes => "trailing bytes",
-            Self::InvalidEvent => "invalid event",
-            Self::TimeOverflow => "time overflow",
-            Self::TooManyEvents => "too many events",
-            Self::NameTooLong => "name too long",
-            Self::Empty => "empty",
-            Self::Duplicate => "duplicate",
-            Self::TooManyPeers => "too many peers",
-            Self::QueueFull => "queue full",
-        }
-    }
-}
-
-impl From<Reject> for RejectReason {
-    fn from(r: Reject) -> Self {
-        match r {
-            Reject::Decode(e) => match e {
-                DecodeError::TooShort => Self::TooShort,
-                DecodeError::TooLong => Self::TooLong,
-                DecodeError::BadMagic => Self::BadMagic,
-                DecodeError::UnsupportedVersion(_) => Self::UnsupportedVersion,
-                DecodeError::UnknownType(_) => Self::UnknownType,
-                DecodeError::ReservedBits => Self::ReservedBits,
-                DecodeError::Malformed => Self::Malformed,
-                DecodeError::TrailingBytes => Self::TrailingBytes,
-                DecodeError::InvalidEvent => Self::InvalidEvent,
-                DecodeError::TimeOverflow => Self::TimeOverflow,
-                DecodeError::TooManyEvents => Self::TooManyEvents,
-                DecodeError::NameTooLong => Self::NameTooLong,
-                DecodeError::Empty => Self::Empty,
-            },
-            Reject::Duplicate => Self::Duplicate,
-            Reject::TooManyPeers => Self::TooManyPeers,
-        }
-    }
+pub struct NtpOffset {
+    /// UTC minus session time, ns.
+    pub offset_ns: i64,
+    /// Error bound, ns.
+    pub error_ns: u64,
 }
 
 /// Counters of what arrived.
@@ -180,26 +90,58 @@ pub struct ReceiverCore {
     events: VecDeque<ScheduledEvent>,
     /// Joins and leaves not yet polled.
     peer_events: VecDeque<PeerEvent>,
+    /// Clock-exchange requests to answer: where, their `t1`, and our arrival time `t2`.
+    replies: VecDeque<(SocketAddr, u64, u64)>,
+    /// Random id of this Receiver, in the header of its replies.
+    receiver_id: u64,
+    /// Sequence number of our next datagram.
+    next_seq: u64,
+    /// This machine's NTP offset, when known.
+    ntp: Option<NtpOffset>,
+    /// The common playout delay controller.
+    playout: PlayoutDelay,
+    /// Safety margin added to the slowest peer's p99 (the "Default delay" parameter), ns.
+    margin_ns: i64,
+    /// Align to the slowest peer, or a fixed delay.
+    mode: PlayoutMode,
     /// Counters.
     stats: ReceiverStats,
 }
 
-impl Default for ReceiverCore {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl ReceiverCore {
-    /// A Receiver that knows no sender yet.
-    pub fn new() -> Self {
+    /// A Receiver with id `receiver_id` that knows no sender yet; `margin_ns` and `mode` are
+    /// the initial playout settings (see [`ReceiverCore::set_playout`]).
+    pub fn new(receiver_id: u64, margin_ns: i64, mode: PlayoutMode) -> Self {
         Self {
             peers: PeerTable::new(),
             scratch: Vec::with_capacity(MAX_EVENTS_PER_DATAGRAM),
             events: VecDeque::with_capacity(MAX_PENDING),
             peer_events: VecDeque::with_capacity(2 * MAX_PEERS),
+            replies: VecDeque::with_capacity(MAX_PENDING_REPLIES),
+            receiver_id,
+            next_seq: 0,
+            ntp: None,
+            playout: PlayoutDelay::new(margin_ns),
+            margin_ns,
+            mode,
             stats: ReceiverStats::default(),
         }
+    }
+
+    /// Sets the margin (ns) and the mode of the playout delay.
+    pub fn set_playout(&mut self, margin_ns: i64, mode: PlayoutMode) {
+        self.margin_ns = margin_ns.max(0);
+        self.mode = mode;
+    }
+
+    /// Sets this machine's NTP offset (`None`: unknown).
+    pub fn set_ntp(&mut self, ntp: Option<NtpOffset>) {
+        self.ntp = ntp;
+    }
+
+    /// The common playout delay `D` in ns: every event plays at its origin time plus this.
+    pub fn playout_delay(&self) -> i64 {
+        self.playout.current()
     }
 
     /// A datagram `bytes` arrived from `from` at `now` (Receiver timeline, ns). Errors are
@@ -222,6 +164,8 @@ impl ReceiverCore {
         // Decode the whole body before touching any state, so a bad datagram changes nothing.
         let mut name = None;
         let mut first_event_seq = 0;
+        let mut t1 = 0;
+        let mut report = None;
         match h.packet_type {
             PacketType::Events => {
                 first_event_seq =
@@ -229,6 +173,14 @@ impl ReceiverCore {
             }
             PacketType::Hello => name = Some(wire::decode_hello(body).map_err(Reject::Decode)?),
             PacketType::Bye => wire::decode_bye(body).map_err(Reject::Decode)?,
+            PacketType::TimeRequest => {
+                t1 = wire::decode_time_request(body).map_err(Reject::Decode)?
+            }
+            PacketType::ClockReport => {
+                report = Some(wire::decode_clock_report(body).map_err(Reject::Decode)?)
+            }
+            // Only Receivers send replies; one arriving here is not for us.
+            PacketType::TimeReply => return Err(Reject::Unexpected),
         }
         let slot = match self.peers.find(h.sender_id) {
             Some(s) => s,
@@ -257,6 +209,15 @@ impl ReceiverCore {
         peer.datagrams += 1;
         self.stats.datagrams += 1;
         match h.packet_type {
+            PacketType::TimeReply => {}
+            PacketType::TimeRequest => {
+                if self.replies.len() < MAX_PENDING_REPLIES {
+                    self.replies.push_back((from, t1, now));
+                }
+            }
+            PacketType::ClockReport => {
+                peer.clock = report;
+            }
             PacketType::Hello => {
                 let name = name.unwrap_or_default();
                 if peer.name != name {
@@ -284,29 +245,36 @@ impl ReceiverCore {
                     None => peer.next_event_seq = Some(first_event_seq + n),
                 }
                 peer.events += n;
+                let d = self.playout.current();
+                let ntp = self.ntp;
+                // The fastest transit first, over the whole datagram, so that all its events
+                // are mapped with the same basis.
                 for ev in &self.scratch {
-                    let transit = now.wrapping_sub(ev.time_ns) as i64;
-                    match &mut peer.base_offset {
-                        Some(m) => m.push(now, transit),
-                        None => peer.base_offset = Some(WindowedMin::new(now, transit)),
-                    }
+                    observe_transit(peer, now, ev.time_ns);
                 }
-                let base = peer.base_offset.map_or(0, |m| m.get());
-                for ev in &self.scratch {
-                    // A datagram that was overtaken keeps its own times: the audio thread's
-                    // schedule puts its events back in order.
-                    let due = ev.time_ns.wrapping_add_signed(base);
+                for i in 0..self.scratch.len() {
+                    let ev = self.scratch[i];
+                    let origin = to_receiver_time(peer, ntp, ev.time_ns);
+                    let latency = now as i64 - origin as i64;
+                    peer.latency.push(now, latency);
+                    peer.jitter.update(latency);
+                    if latency > d {
+                        peer.late += 1;
+                    }
                     if self.events.len() == MAX_PENDING {
                         self.stats.rejected[RejectReason::QueueFull as usize] += 1;
                         continue;
                     }
+                    // A datagram that was overtaken keeps its own times: the audio thread's
+                    // schedule puts its events back in order.
                     self.events.push_back(ScheduledEvent {
-                        due_ns: due,
+                        due_ns: origin,
                         peer: slot as u8,
                         msg: ev.msg,
                     });
                     self.stats.events += 1;
                 }
+                self.update_playout(now);
             }
         }
         Ok(())
@@ -322,8 +290,30 @@ impl ReceiverCore {
         }
     }
 
-    /// Time has reached `now`: forgets peers that went silent.
+    /// Recomputes the common playout delay from the active peers' p99 latencies.
+    fn update_playout(&mut self, now: u64) {
+        let mode = self.mode;
+        let margin = self.margin_ns;
+        let p99s = self
+            .peers
+            .iter_mut()
+            .filter_map(|(_, p)| p.latency.p99(now));
+        self.playout.update(now, p99s, margin, mode);
+    }
+
+    /// The next datagram to send (answers to clock-exchange requests), with its destination.
+    /// `now` is the send time written into the answer.
+    pub fn poll_transmit(&mut self, now: u64) -> Option<(SocketAddr, Datagram)> {
+        let (to, t1, t2) = self.replies.pop_front()?;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let d = wire::encode_time_reply(self.receiver_id, seq, &TimeReply { t1, t2, t3: now });
+        Some((to, d))
+    }
+
+    /// Time has reached `now`: forgets peers that went silent, updates the playout delay.
     pub fn handle_timeout(&mut self, now: u64) {
+        self.update_playout(now);
         for slot in 0..MAX_PEERS {
             if self
                 .peers
@@ -335,9 +325,12 @@ impl ReceiverCore {
         }
     }
 
-    /// When `handle_timeout` wants to be called next.
-    pub fn poll_timeout(&self) -> Option<u64> {
-        self.peers.next_expiry(PEER_TIMEOUT_NS)
+    /// When `handle_timeout` wants to be called next: at the next peer expiry, and at least
+    /// every 10 ms while the playout delay may still change.
+    pub fn poll_timeout(&self, now: u64) -> Option<u64> {
+        let expiry = self.peers.next_expiry(PEER_TIMEOUT_NS);
+        let playout = (!self.peers.is_empty()).then_some(now + 10_000_000);
+        expiry.into_iter().chain(playout).min()
     }
 
     /// The next event for the audio thread.
@@ -364,6 +357,37 @@ impl ReceiverCore {
     /// Counters so far.
     pub fn stats(&self) -> &ReceiverStats {
         &self.stats
+    }
+}
+
+/// Records the transit `now - t` of an event with origin `t` (sender timeline) that arrived
+/// at `now`, for the fastest-transit basis.
+fn observe_transit(peer: &mut Peer, now: u64, t: u64) {
+    let transit = now.wrapping_sub(t) as i64;
+    match &mut peer.base_offset {
+        Some(m) => m.push(now, transit),
+        None => peer.base_offset = Some(WindowedMin::new(now, transit)),
+    }
+}
+
+/// Puts a peer's origin time `t` on our timeline with the best clock information there is,
+/// and records which basis was used.
+fn to_receiver_time(peer: &mut Peer, ntp: Option<NtpOffset>, t: u64) -> u64 {
+    match (peer.clock, ntp) {
+        (Some(c), _) if c.source == ClockSource::Direct => {
+            peer.basis = ClockBasis::Direct;
+            c.map(t)
+        }
+        (Some(c), Some(own)) if c.source == ClockSource::Ntp => {
+            // Sender time -> UTC -> our time.
+            peer.basis = ClockBasis::Ntp;
+            c.map(t).wrapping_add_signed(own.offset_ns.wrapping_neg())
+        }
+        _ => {
+            peer.basis = ClockBasis::FastestTransit;
+            let base = peer.base_offset.map_or(0, |m| m.get());
+            t.wrapping_add_signed(base)
+        }
     }
 }
 

@@ -87,6 +87,32 @@ impl Schedule {
         self.head = 0;
     }
 
+    /// Pops the earliest event if it plays in the block of `n` samples starting at `start_ns`
+    /// (session time, `ns_per_sample` apart), at an offset no later than `limit`. An event plays
+    /// at `due_ns + delay_ns`; its offset is that time's sample in the block, or 0 when that time
+    /// has already passed (then `late` is true). Returns `(offset, event, late)`.
+    pub fn pop_due(
+        &mut self,
+        start_ns: u64,
+        n: u32,
+        ns_per_sample: f64,
+        delay_ns: u64,
+        limit: Option<u32>,
+    ) -> Option<(u32, ScheduledEvent, bool)> {
+        let ev = self.peek()?;
+        let (offset, late) = offset_in_block(
+            ev.due_ns.saturating_add(delay_ns),
+            start_ns,
+            ns_per_sample,
+            n,
+        )?;
+        if limit.is_some_and(|l| offset > l) {
+            return None;
+        }
+        let ev = self.pop()?;
+        Some((offset, ev, late))
+    }
+
     fn compact(&mut self) {
         if self.head > 0 {
             self.events.drain(..self.head);
@@ -95,9 +121,73 @@ impl Schedule {
     }
 }
 
+/// Where a time `play_ns` falls in a block of `n` samples starting at `start_ns`: `Some((offset,
+/// late))` inside the block (offset 0 and `late` when already past), `None` when it belongs
+/// to a later block. The offset is the nearest sample, so a time stamped at sample `k` of some
+/// block comes back as exactly `k` despite nanosecond rounding.
+pub fn offset_in_block(
+    play_ns: u64,
+    start_ns: u64,
+    ns_per_sample: f64,
+    n: u32,
+) -> Option<(u32, bool)> {
+    if play_ns < start_ns {
+        return Some((0, true));
+    }
+    let off = ((play_ns - start_ns) as f64 / ns_per_sample).round();
+    (off < n as f64).then_some((off as u32, false))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offsets() {
+        let nps = 1e9 / 48_000.0;
+        let start = 1_000_000_000;
+        assert_eq!(offset_in_block(start, start, nps, 512), Some((0, false)));
+        assert_eq!(offset_in_block(start - 1, start, nps, 512), Some((0, true)));
+        assert_eq!(
+            offset_in_block(start + 20_834, start, nps, 512),
+            Some((1, false))
+        );
+        assert_eq!(
+            offset_in_block(start + (511.4 * nps) as u64, start, nps, 512),
+            Some((511, false))
+        );
+        assert_eq!(
+            offset_in_block(start + (511.6 * nps) as u64, start, nps, 512),
+            None
+        );
+    }
+
+    #[test]
+    fn pop_due_respects_block_limit_and_delay() {
+        let nps = 1e9 / 48_000.0;
+        let mut s = Schedule::with_capacity(8);
+        let start = 10_000_000_000u64;
+        s.insert(ev(start - 1000, 1)).unwrap(); // late
+        s.insert(ev(start + (100.0 * nps) as u64, 2)).unwrap();
+        s.insert(ev(start + (300.0 * nps) as u64, 3)).unwrap();
+        let delay = (50.0 * nps) as u64;
+        assert_eq!(
+            s.pop_due(start, 512, nps, delay, None).map(|x| (x.0, x.2)),
+            Some((50, false))
+        );
+        assert_eq!(s.pop_due(start, 512, nps, delay, Some(149)), None);
+        assert_eq!(
+            s.pop_due(start, 512, nps, delay, Some(150)).map(|x| x.0),
+            Some(150)
+        );
+        assert_eq!(
+            s.pop_due(start, 512, nps, delay, None).map(|x| x.0),
+            Some(350)
+        );
+        assert!(s.is_empty());
+        s.insert(ev(start - 1, 4)).unwrap();
+        assert_eq!(s.pop_due(start, 512, nps, 0, None).map(|x| x.2), Some(true));
+    }
     use crate::proto::event::MidiMessage;
 
     fn ev(due: u64, tag: u8) -> ScheduledEvent {

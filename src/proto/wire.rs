@@ -39,6 +39,12 @@ pub enum PacketType {
     Hello = 2,
     /// The sender is leaving (deactivated or removed).
     Bye = 3,
+    /// Sender to Receiver: first half of a clock exchange (t1).
+    TimeRequest = 4,
+    /// Receiver to Sender: second half of a clock exchange (t1, t2, t3).
+    TimeReply = 5,
+    /// Sender to Receiver: the sender's current clock estimate.
+    ClockReport = 6,
 }
 
 impl PacketType {
@@ -47,6 +53,9 @@ impl PacketType {
             1 => Some(Self::Events),
             2 => Some(Self::Hello),
             3 => Some(Self::Bye),
+            4 => Some(Self::TimeRequest),
+            5 => Some(Self::TimeReply),
+            6 => Some(Self::ClockReport),
             _ => None,
         }
     }
@@ -92,6 +101,8 @@ pub enum DecodeError {
     NameTooLong,
     /// An Events datagram with no event.
     Empty,
+    /// A field out of its documented range (clock source, padding).
+    InvalidField,
 }
 
 impl std::fmt::Display for DecodeError {
@@ -110,6 +121,7 @@ impl std::fmt::Display for DecodeError {
             Self::TooManyEvents => write!(f, "too many events in one datagram"),
             Self::NameTooLong => write!(f, "display name too long"),
             Self::Empty => write!(f, "events datagram without events"),
+            Self::InvalidField => write!(f, "field out of range"),
         }
     }
 }
@@ -237,6 +249,30 @@ struct EventsPrelude {
 struct HelloBody<'a> {
     /// Display name, UTF-8, at most [`NAME_MAX`] bytes.
     name: &'a str,
+}
+
+/// Encodes a datagram whose body is one postcard value.
+fn encode_body<T: Serialize>(h: &Header, body: &T) -> Datagram {
+    let mut d = Datagram {
+        buf: [0; MAX_DATAGRAM],
+        len: HEADER_LEN,
+    };
+    write_header(&mut d.buf, h);
+    // Callers only pass bodies of a few dozen bytes.
+    if let Ok(b) = postcard::to_slice(body, &mut d.buf[HEADER_LEN..]) {
+        d.len += b.len();
+    }
+    d
+}
+
+/// Decodes a body that is exactly one postcard value.
+fn decode_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, DecodeError> {
+    let (v, rest) = postcard::take_from_bytes(body).map_err(|_| DecodeError::Malformed)?;
+    if rest.is_empty() {
+        Ok(v)
+    } else {
+        Err(DecodeError::TrailingBytes)
+    }
 }
 
 /// Writes the fixed header into the first [`HEADER_LEN`] bytes of `out`.
@@ -457,6 +493,9 @@ pub fn encode_bye(sender_id: u64, seq: u64) -> Datagram {
     );
     d
 }
+
+mod clock;
+pub use clock::*;
 
 #[cfg(test)]
 #[path = "wire/tests.rs"]

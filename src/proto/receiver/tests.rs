@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::proto::sender::SenderCore;
-use crate::proto::wire::Datagram;
+use crate::proto::wire::{Datagram, DecodeError};
 
 const MS: u64 = 1_000_000;
 
@@ -64,7 +64,7 @@ fn simulate(
             i += 1;
         }
         s.end_block();
-        while let Some(d) = s.poll_transmit() {
+        while let Some(d) = s.poll_transmit(block_end) {
             // The first datagram takes the fastest path, so the base offset is known from the
             // start and every later spacing must be exact.
             let j = if flight.is_empty() {
@@ -85,7 +85,7 @@ fn spacing_survives_jitter_and_clock_offset() {
     let times: Vec<u64> = (0..500).map(|i| 1_000 * MS + i * 7_300_001).collect();
     let mut flight = simulate(7, 1000, &times, -3_000_000_000, 40 * MS, 15 * MS, 1);
     flight.sort_by_key(|f| f.0);
-    let mut r = ReceiverCore::new();
+    let mut r = ReceiverCore::new(7, 0, PlayoutMode::Fixed);
     for (t, from, d) in &flight {
         r.handle_datagram(*t, *from, d.as_bytes()).unwrap();
     }
@@ -148,7 +148,7 @@ fn two_peers_with_different_latency_and_clocks() {
     let mut flight = simulate(1, 1, &times, 7_000_000_000, 5 * MS, 2 * MS, 2);
     flight.extend(simulate(2, 2, &times, -2_500_000_000, 120 * MS, 30 * MS, 3));
     flight.sort_by_key(|f| f.0);
-    let mut r = ReceiverCore::new();
+    let mut r = ReceiverCore::new(7, 0, PlayoutMode::Fixed);
     for (t, from, d) in &flight {
         r.handle_datagram(*t, *from, d.as_bytes()).unwrap();
     }
@@ -177,7 +177,7 @@ fn two_peers_with_different_latency_and_clocks() {
 fn duplicates_and_reordering() {
     let times: Vec<u64> = (0..100).map(|i| i * 10 * MS).collect();
     let flight = simulate(9, 1, &times, 0, 10 * MS, 0, 4);
-    let mut r = ReceiverCore::new();
+    let mut r = ReceiverCore::new(7, 0, PlayoutMode::Fixed);
     // Deliver in reverse pairs and every datagram twice.
     let mut order: Vec<usize> = (0..flight.len()).collect();
     for pair in order.chunks_mut(2) {
@@ -209,7 +209,7 @@ fn duplicates_and_reordering() {
 fn loss_is_counted() {
     let times: Vec<u64> = (0..100).map(|i| i * 10 * MS).collect();
     let flight = simulate(9, 1, &times, 0, 10 * MS, 0, 4);
-    let mut r = ReceiverCore::new();
+    let mut r = ReceiverCore::new(7, 0, PlayoutMode::Fixed);
     let mut dropped_events = 0;
     for (k, (t, from, d)) in flight.iter().enumerate() {
         if k % 10 == 5 {
@@ -231,7 +231,7 @@ fn loss_is_counted() {
 fn garbage_changes_nothing_and_is_counted_by_reason() {
     let times: Vec<u64> = (0..10).map(|i| i * 10 * MS).collect();
     let flight = simulate(3, 1, &times, 0, 10 * MS, 0, 5);
-    let mut r = ReceiverCore::new();
+    let mut r = ReceiverCore::new(7, 0, PlayoutMode::Fixed);
     let (t, from, d) = &flight[0];
     r.handle_datagram(*t, *from, d.as_bytes()).unwrap();
     let before = r.peers().get(0).unwrap().datagrams;
@@ -259,7 +259,7 @@ fn garbage_changes_nothing_and_is_counted_by_reason() {
 
 #[test]
 fn peer_limit_bye_and_timeout() {
-    let mut r = ReceiverCore::new();
+    let mut r = ReceiverCore::new(7, 0, PlayoutMode::Fixed);
     for id in 0..MAX_PEERS as u64 + 3 {
         let d = wire::encode_hello(id + 100, 0, "x");
         let res = r.handle_datagram(0, addr(id as u16), d.as_bytes());
@@ -281,7 +281,13 @@ fn peer_limit_bye_and_timeout() {
         wire::encode_hello(101, 1, "y").as_bytes(),
     )
     .unwrap();
-    assert_eq!(r.poll_timeout(), Some(PEER_TIMEOUT_NS + 1));
+    assert_eq!(
+        r.peers().next_expiry(PEER_TIMEOUT_NS),
+        Some(PEER_TIMEOUT_NS + 1)
+    );
+    assert!(r
+        .poll_timeout(5_000 * MS)
+        .is_some_and(|t| t <= PEER_TIMEOUT_NS + 1));
     r.handle_timeout(PEER_TIMEOUT_NS + 1);
     assert_eq!(r.peers().len(), 1);
     assert_eq!(r.peers().iter().next().unwrap().1.name, "y");

@@ -1,0 +1,243 @@
+//! Clock-exchange bodies: TimeRequest, TimeReply and ClockReport (`docs/protocol.md`, "Clock
+//! exchange").
+//!
+//! The exchange is NTP's on-wire protocol (RFC 5905 §8) reduced to its four timestamps: the
+//! Sender sends `t1`, the Receiver answers with `t1`, its receive time `t2` and its send time
+//! `t3`, and the Sender notes `t4` when the answer arrives.
+
+use super::{decode_body, encode_body, Datagram, DecodeError, Header, PacketType};
+use serde::{Deserialize, Serialize};
+
+/// Padding a TimeRequest carries so that it is never smaller than the TimeReply it asks for:
+/// the Receiver then cannot be used to amplify traffic towards a forged source address (the
+/// rule QUIC follows for its handshake, RFC 9000 §8).
+pub const TIME_REQUEST_PADDING: usize = 24;
+
+/// Body of a TimeRequest.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct TimeRequestBody<'a> {
+    /// Sender's session time when it sent the request.
+    t1: u64,
+    /// [`TIME_REQUEST_PADDING`] zero bytes (at least).
+    pad: &'a [u8],
+}
+
+/// A Receiver's answer to a TimeRequest.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeReply {
+    /// Copied from the request: the Sender's send time.
+    pub t1: u64,
+    /// Receiver's session time when the request arrived.
+    pub t2: u64,
+    /// Receiver's session time when it sent this reply.
+    pub t3: u64,
+}
+
+/// Where a Sender's clock estimate comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockSource {
+    /// Direct exchange with this Receiver: `offset_ns` maps the Sender's timeline to the
+    /// Receiver's.
+    Direct,
+    /// NTP: `offset_ns` maps the Sender's timeline to UTC.
+    Ntp,
+}
+
+/// A Sender's clock estimate, sent to the Receiver whenever it changes noticeably and with
+/// every heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockReport {
+    /// What the estimate is relative to.
+    pub source: ClockSource,
+    /// Sender time at which `offset_ns` holds.
+    pub ref_ns: u64,
+    /// Target time minus Sender time at `ref_ns`, ns.
+    pub offset_ns: i64,
+    /// Rate difference, parts per billion: the offset grows by `skew_ppb` ns per second.
+    pub skew_ppb: i64,
+    /// Bound on the error of the offset, ns (half the best round trip, plus aging).
+    pub error_ns: u64,
+    /// Best recent round trip to the Receiver, ns (0 when unknown).
+    pub rtt_ns: u64,
+}
+
+impl ClockReport {
+    /// Target-timeline time of Sender time `t`: `t + offset + skew * (t - ref)`.
+    pub fn map(&self, t: u64) -> u64 {
+        let dt = t.wrapping_sub(self.ref_ns) as i64 as i128;
+        let drift = dt * self.skew_ppb as i128 / 1_000_000_000;
+        (t as i128 + self.offset_ns as i128 + drift).clamp(0, u64::MAX as i128) as u64
+    }
+}
+
+/// Wire form of [`ClockReport`]; field order is the wire format.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct ClockReportBody {
+    source: u8,
+    ref_ns: u64,
+    offset_ns: i64,
+    skew_ppb: i64,
+    error_ns: u64,
+    rtt_ns: u64,
+}
+
+/// Largest skew a report may claim: 1,000 ppm. Crystal oscillators are within ±100 ppm; a
+/// larger figure is a broken estimate or a forged datagram.
+const MAX_SKEW_PPB: i64 = 1_000_000;
+
+/// Encodes a TimeRequest sent at `t1`.
+pub fn encode_time_request(sender_id: u64, seq: u64, t1: u64) -> Datagram {
+    let pad = [0u8; TIME_REQUEST_PADDING];
+    encode_body(
+        &Header {
+            packet_type: PacketType::TimeRequest,
+            sender_id,
+            seq,
+        },
+        &TimeRequestBody { t1, pad: &pad },
+    )
+}
+
+/// Decodes a TimeRequest body: its `t1`.
+pub fn decode_time_request(body: &[u8]) -> Result<u64, DecodeError> {
+    let b: TimeRequestBody<'_> = decode_body(body)?;
+    if b.pad.len() < TIME_REQUEST_PADDING || b.pad.iter().any(|&x| x != 0) {
+        return Err(DecodeError::InvalidField);
+    }
+    Ok(b.t1)
+}
+
+/// Encodes a TimeReply.
+pub fn encode_time_reply(receiver_id: u64, seq: u64, r: &TimeReply) -> Datagram {
+    encode_body(
+        &Header {
+            packet_type: PacketType::TimeReply,
+            sender_id: receiver_id,
+            seq,
+        },
+        r,
+    )
+}
+
+/// Decodes a TimeReply body.
+pub fn decode_time_reply(body: &[u8]) -> Result<TimeReply, DecodeError> {
+    decode_body(body)
+}
+
+/// Encodes a ClockReport.
+pub fn encode_clock_report(sender_id: u64, seq: u64, r: &ClockReport) -> Datagram {
+    encode_body(
+        &Header {
+            packet_type: PacketType::ClockReport,
+            sender_id,
+            seq,
+        },
+        &ClockReportBody {
+            source: match r.source {
+                ClockSource::Direct => 1,
+                ClockSource::Ntp => 2,
+            },
+            ref_ns: r.ref_ns,
+            offset_ns: r.offset_ns,
+            skew_ppb: r.skew_ppb,
+            error_ns: r.error_ns,
+            rtt_ns: r.rtt_ns,
+        },
+    )
+}
+
+/// Decodes a ClockReport body.
+pub fn decode_clock_report(body: &[u8]) -> Result<ClockReport, DecodeError> {
+    let b: ClockReportBody = decode_body(body)?;
+    let source = match b.source {
+        1 => ClockSource::Direct,
+        2 => ClockSource::Ntp,
+        _ => return Err(DecodeError::InvalidField),
+    };
+    if b.skew_ppb.abs() > MAX_SKEW_PPB {
+        return Err(DecodeError::InvalidField);
+    }
+    Ok(ClockReport {
+        source,
+        ref_ns: b.ref_ns,
+        offset_ns: b.offset_ns,
+        skew_ppb: b.skew_ppb,
+        error_ns: b.error_ns,
+        rtt_ns: b.rtt_ns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::decode_header;
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trips(t1 in any::<u64>(), t2 in any::<u64>(), t3 in any::<u64>(),
+                       off in any::<i64>(), skew in -MAX_SKEW_PPB..=MAX_SKEW_PPB,
+                       err in any::<u64>(), rtt in any::<u64>(), direct in any::<bool>()) {
+            let d = encode_time_request(1, 2, t1);
+            let (h, body) = decode_header(d.as_bytes()).unwrap();
+            prop_assert_eq!(h.packet_type, PacketType::TimeRequest);
+            prop_assert_eq!(decode_time_request(body), Ok(t1));
+
+            let r = TimeReply { t1, t2, t3 };
+            let d2 = encode_time_reply(3, 4, &r);
+            prop_assert!(d2.as_bytes().len() <= d.as_bytes().len(), "no amplification");
+            let (h, body) = decode_header(d2.as_bytes()).unwrap();
+            prop_assert_eq!(h.packet_type, PacketType::TimeReply);
+            prop_assert_eq!(decode_time_reply(body), Ok(r));
+
+            let c = ClockReport {
+                source: if direct { ClockSource::Direct } else { ClockSource::Ntp },
+                ref_ns: t2, offset_ns: off, skew_ppb: skew, error_ns: err, rtt_ns: rtt,
+            };
+            let d3 = encode_clock_report(5, 6, &c);
+            let (_, body) = decode_header(d3.as_bytes()).unwrap();
+            prop_assert_eq!(decode_clock_report(body), Ok(c));
+        }
+
+        #[test]
+        fn garbage(body in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = decode_time_request(&body);
+            let _ = decode_time_reply(&body);
+            if let Ok(c) = decode_clock_report(&body) {
+                prop_assert!(c.skew_ppb.abs() <= MAX_SKEW_PPB);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_fields() {
+        let d = encode_time_request(1, 2, 3);
+        let (_, body) = decode_header(d.as_bytes()).unwrap();
+        let mut b = body.to_vec();
+        *b.last_mut().unwrap() = 1;
+        assert_eq!(decode_time_request(&b), Err(DecodeError::InvalidField));
+        assert_eq!(
+            decode_time_request(&body[..body.len() - 1]),
+            Err(DecodeError::Malformed)
+        );
+        let mut long = body.to_vec();
+        long.push(0);
+        assert_eq!(decode_time_request(&long), Err(DecodeError::TrailingBytes));
+    }
+
+    #[test]
+    fn map_applies_offset_and_skew() {
+        let c = ClockReport {
+            source: ClockSource::Direct,
+            ref_ns: 10_000_000_000,
+            offset_ns: -5_000,
+            skew_ppb: 100_000, // 100 ppm
+            error_ns: 0,
+            rtt_ns: 0,
+        };
+        assert_eq!(c.map(10_000_000_000), 9_999_995_000);
+        // One second later the offset has grown by 100 us.
+        assert_eq!(c.map(11_000_000_000), 11_000_095_000);
+        assert_eq!(c.map(9_000_000_000), 8_999_895_000);
+    }
+}
