@@ -1,0 +1,21 @@
+//! Hosted tests: the plugin library that `cargo test` builds, loaded into a real CLAP host
+//! (`clack-host`) in this process, with Senders and Receivers talking over loopback UDP and
+//! `process()` driven at real-time pace.
+//!
+//! - `clap_harness`: the host (load by CLAP id with a saved state, activate, process blocks of
+//!   MIDI in and out), real-time pacing, free ports, thread counts.
+//! - `loopback`: end to end, Sender to Receiver: every kind of event, order, spacing and
+//!   latency; MIDI thru; two Senders; a Receiver whose port is taken.
+//! - `lifecycle`: many instances, reactivation, double activation; no leaked thread or port.
+//!
+//! Run with `cargo test --test hosted -j2 -- --nocapture` to see the measured spacing errors
+//! and latencies.
+
+// A crate root's `mod` resolves next to the root file (`tests/x.rs`), so the submodules in
+// `tests/hosted/` are named by path.
+#[path = "hosted/clap_harness.rs"]
+mod clap_harness;
+#[path = "hosted/lifecycle.rs"]
+mod lifecycle;
+#[path = "hosted/loopback.rs"]
+mod loopback;

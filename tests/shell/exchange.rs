@@ -1,0 +1,88 @@
+//! A Sender's and a Receiver's network threads on loopback, with real sockets: the direct clock
+//! exchange converges, and its offset agrees with the truth (both threads share this
+//! process's clock, so the true offset is zero) and with chrony's.
+
+use super::chrony;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use udp_midi::bridge::{self, ReceiverShared, SenderShared};
+use udp_midi::net::receiver_thread::ReceiverThread;
+use udp_midi::net::sender_thread::SenderThread;
+use udp_midi::net::NetThread;
+use udp_midi::settings::{ReceiverSettings, SenderSettings};
+use udp_midi::ReceiverParams;
+
+#[test]
+fn direct_exchange_converges_on_loopback() {
+    let chrony = chrony::start();
+    let ntp = chrony.as_ref().map_or(String::new(), |c| c.server.clone());
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    let params = Arc::new(ReceiverParams::default());
+    params.settings.set(ReceiverSettings {
+        port,
+        ntp_server: ntp.clone(),
+        ..Default::default()
+    });
+    let rshared = Arc::new(ReceiverShared::default());
+    let (rprod, _rcons) = bridge::receiver_queue();
+    let rthread = ReceiverThread {
+        receiver_id: 1,
+        params: params.clone(),
+        queue: rprod,
+        shared: rshared.clone(),
+    };
+    let _receiver = NetThread::spawn("test receiver", move |stop| rthread.run(stop)).unwrap();
+
+    let settings = Arc::new(udp_midi::settings::Settings::default());
+    settings.set(SenderSettings {
+        host: "127.0.0.1".into(),
+        port,
+        name: "loopback".into(),
+        ntp_server: ntp,
+        ..Default::default()
+    });
+    let sshared = Arc::new(SenderShared::default());
+    let (_sprod, scons) = bridge::sender_queue();
+    let sthread = SenderThread {
+        sender_id: 2,
+        settings,
+        queue: scons,
+        shared: sshared.clone(),
+    };
+    let _sender = NetThread::spawn("test sender", move |stop| sthread.run(stop)).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sshared.clock_source.load(Relaxed) != 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Let the filter gather its window at the steady rate.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        sshared.clock_source.load(Relaxed),
+        1,
+        "direct exchange converged"
+    );
+    let offset = sshared.clock_offset_ns.load(Relaxed);
+    let error = sshared.clock_error_ns.load(Relaxed);
+    let rtt = sshared.rtt_ns.load(Relaxed);
+    let chrony_offset = chrony
+        .as_ref()
+        .map(|c| chrony::wait_for(&c.server).offset_ns);
+    println!(
+        "direct exchange on loopback: offset {:.1} us (truth 0), error bound {:.1} us, best \
+         round trip {:.1} us; chrony says the session clock is {} us off UTC",
+        offset as f64 / 1e3,
+        error as f64 / 1e3,
+        rtt as f64 / 1e3,
+        chrony_offset.map_or("(not running)".into(), |o| format!("{:.1}", o as f64 / 1e3)),
+    );
+    assert!(offset.abs() < 200_000, "offset {offset} ns");
+    assert!(error < 1_000_000, "error bound {error} ns");
+    assert!(rshared.peers.load(Relaxed) == 1);
+}
