@@ -35,6 +35,7 @@ use net::NetThread;
 use nice_plug::prelude::*;
 use proto::event::SysEx;
 use settings::{ReceiverSettings, SenderSettings, Settings};
+use status::{Commands, Published, ReceiverStatus, SenderStatus};
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -101,6 +102,9 @@ pub struct Sender {
     sender_id: u64,
     /// Counters and state, written by the audio and network threads, read by anyone.
     shared: Arc<SenderShared>,
+    /// Session snapshot for the editor: published by the network thread a few times a second,
+    /// read by the editor (GUI thread). Created in `default()`; outlives activations.
+    status: Arc<Published<SenderStatus>>,
     /// Audio-thread state: the queue to the network thread. `Some` while active; built in
     /// `initialize()` (`activate`), used only by `process()`.
     audio: Option<SenderAudio>,
@@ -117,6 +121,7 @@ impl Default for Sender {
             params: Arc::new(SenderParams::default()),
             sender_id: rand::random(),
             shared: Arc::default(),
+            status: Arc::default(),
             audio: None,
             net: None,
             sample_rate: 0.0,
@@ -175,6 +180,7 @@ impl Plugin for Sender {
             settings: self.params.settings.clone(),
             queue: consumer,
             shared: self.shared.clone(),
+            status: self.status.clone(),
         };
         match NetThread::spawn("udp-midi sender", move |stop| thread.run(stop)) {
             Ok(t) => self.net = Some(t),
@@ -319,6 +325,12 @@ pub struct Receiver {
     receiver_id: u64,
     /// Counters and state, written by the audio and network threads, read by anyone.
     shared: Arc<ReceiverShared>,
+    /// Session snapshot for the editor: published by the network thread a few times a second,
+    /// read by the editor (GUI thread). Created in `default()`; outlives activations.
+    status: Arc<Published<ReceiverStatus>>,
+    /// Requests from the editor (kick a peer, panic), taken by the network thread. Created in
+    /// `default()`.
+    commands: Arc<Commands>,
     /// Audio-thread state: the queue from the network thread and the playout schedule.
     /// `Some` while active; built in `initialize()` (`activate`), used only by `process()` and
     /// `reset()`.
@@ -336,6 +348,8 @@ impl Default for Receiver {
             params: Arc::new(ReceiverParams::default()),
             receiver_id: rand::random(),
             shared: Arc::default(),
+            status: Arc::default(),
+            commands: Arc::default(),
             audio: None,
             net: None,
             sample_rate: 0.0,
@@ -392,6 +406,8 @@ impl Plugin for Receiver {
             params: self.params.clone(),
             queue: producer,
             shared: self.shared.clone(),
+            status: self.status.clone(),
+            commands: self.commands.clone(),
         };
         match NetThread::spawn("udp-midi receiver", move |stop| thread.run(stop)) {
             Ok(t) => self.net = Some(t),

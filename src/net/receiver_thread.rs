@@ -5,6 +5,7 @@
 use super::{clock, ntp};
 use crate::bridge::{NetState, ReceiverShared};
 use crate::proto::receiver::{NtpOffset, ReceiverCore, RejectReason, ScheduledEvent};
+use crate::status::{Commands, Published, ReceiverStatus};
 use crate::ReceiverParams;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -36,6 +37,10 @@ pub struct ReceiverThread {
     pub queue: rtrb::Producer<ScheduledEvent>,
     /// Counters and state shown to the user.
     pub shared: Arc<ReceiverShared>,
+    /// Session snapshot for the editor, published a few times a second.
+    pub status: Arc<Published<ReceiverStatus>>,
+    /// Requests from the editor.
+    pub commands: Arc<Commands>,
 }
 
 /// Binds `port` on `[::]` accepting IPv4 too, or on `0.0.0.0` where IPv6 is unavailable.

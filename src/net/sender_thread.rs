@@ -6,6 +6,7 @@ use crate::bridge::{NetState, SenderMsg, SenderShared};
 use crate::proto::receiver::NtpOffset;
 use crate::proto::sender::SenderCore;
 use crate::settings::{SenderSettings, Settings};
+use crate::status::{Published, SenderStatus};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct SenderThread {
     pub queue: rtrb::Consumer<SenderMsg>,
     /// Counters shown to the user.
     pub shared: Arc<SenderShared>,
+    /// Session snapshot for the editor, published a few times a second.
+    pub status: Arc<Published<SenderStatus>>,
 }
 
 /// A destination being looked up or known.

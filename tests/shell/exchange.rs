@@ -36,6 +36,8 @@ fn direct_exchange_converges_on_loopback() {
         params: params.clone(),
         queue: rprod,
         shared: rshared.clone(),
+        status: Default::default(),
+        commands: Default::default(),
     };
     let _receiver = NetThread::spawn("test receiver", move |stop| rthread.run(stop)).unwrap();
 
@@ -54,6 +56,7 @@ fn direct_exchange_converges_on_loopback() {
         settings,
         queue: scons,
         shared: sshared.clone(),
+        status: Default::default(),
     };
     let _sender = NetThread::spawn("test sender", move |stop| sthread.run(stop)).unwrap();
 
