@@ -7,11 +7,15 @@
 //! what lets the tests run whole networks in simulated time.
 
 pub mod event;
+pub mod limit;
 pub mod peers;
 pub mod receiver;
 pub mod reject;
 pub mod replay;
 pub mod room;
 pub mod schedule;
+pub mod seal;
+pub mod seen;
 pub mod sender;
+pub mod state;
 pub mod wire;

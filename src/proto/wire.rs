@@ -1,61 +1,76 @@
-//! Wire format v1: byte layout, encoder and decoder. `docs/protocol.md` is the specification;
+//! Wire format v2: byte layout, encoder and decoder. `docs/protocol.md` is the specification;
 //! this file implements it and must change with it.
 //!
-//! A datagram is a fixed 24-byte header read by hand (so that magic, version and type are
-//! checked before any variable-length field is touched) followed by a body encoded with
-//! `postcard` (varints, little-endian floats). The decoder never panics and never allocates
-//! more than the caller's reused buffer: every failure is a [`DecodeError`].
+//! A datagram is a fixed 24-byte header read by hand (so that magic, version, type and flags
+//! are checked before anything else is touched), then a body encoded with `postcard` (varints,
+//! little-endian floats). In a room with a code the body is sealed with XChaCha20-Poly1305
+//! ([`super::seal`]): encrypted, followed by a 16-byte tag, the header being the associated
+//! data. Every body starts with the same [`Prelude`]: the sender's clock when it sent the
+//! datagram, and the Receiver's epoch.
+//!
+//! Decoding never panics and never allocates beyond the caller's reused buffers: every
+//! failure is a [`DecodeError`] or an [`OpenError`].
 
-use super::event::{MidiMessage, SysEx, TimedMessage};
+mod clock;
+mod events;
+mod state;
+
+pub use clock::*;
+pub use events::*;
+pub use state::*;
+
+use super::event::TimedMessage;
+use super::seal::{RoomKey, TAG_LEN};
 use serde::{Deserialize, Serialize};
 
 /// The first four bytes of every datagram: ASCII `UMID`.
 pub const MAGIC: [u8; 4] = *b"UMID";
 /// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Size of the fixed header in bytes.
 pub const HEADER_LEN: usize = 24;
-/// Largest datagram the encoder writes. 1,200 bytes is the budget QUIC uses (RFC 9000
-/// §14) so that a datagram crosses any IPv6 path (minimum MTU 1,280, RFC 8200 §5) and common
-/// tunnels without IP fragmentation.
+/// Largest datagram the encoder writes, tag included. 1,200 bytes is the budget QUIC uses
+/// (RFC 9000 §14) so that a datagram crosses any IPv6 path (minimum MTU 1,280, RFC 8200 §5)
+/// and common tunnels without IP fragmentation.
 pub const MAX_DATAGRAM: usize = 1200;
 /// Largest datagram the decoder accepts. Anything larger is not ours: rejected unread.
 pub const MAX_ACCEPTED_DATAGRAM: usize = 1472;
 /// Longest display name in bytes (UTF-8).
 pub const NAME_MAX: usize = 64;
-/// Most events one datagram may carry (a bound for the decoder; the size limit already
-/// keeps honest datagrams under it).
-pub const MAX_EVENTS_PER_DATAGRAM: usize = 256;
-/// The wildcard value of a channel or key on the wire ("any channel", "any key").
-const WILDCARD: u8 = 0xFF;
+/// Header flag: the body is sealed (encrypted and followed by a tag).
+pub const FLAG_SEALED: u8 = 0x01;
 
 /// What a datagram carries (header byte 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum PacketType {
-    /// A batch of timestamped MIDI events.
+    /// Sender to Receiver: a batch of timestamped MIDI events (new ones, and repeats of the
+    /// last few batches).
     Events = 1,
-    /// "I am here": the sender's display name; also the heartbeat when idle.
-    Hello = 2,
-    /// The sender is leaving (deactivated or removed).
+    /// Sender to Receiver: name, timing needs and a snapshot of what is held; the heartbeat.
+    State = 2,
+    /// Sender to Receiver: the Sender is leaving (after releasing what it held).
     Bye = 3,
-    /// Sender to Receiver: first half of a clock exchange (t1).
+    /// Sender to Receiver: first half of a clock exchange.
     TimeRequest = 4,
-    /// Receiver to Sender: second half of a clock exchange (t1, t2, t3).
+    /// Receiver to Sender: second half of a clock exchange, with the Receiver's epoch.
     TimeReply = 5,
-    /// Sender to Receiver: the sender's current clock estimate.
+    /// Sender to Receiver: the Sender's current clock estimate.
     ClockReport = 6,
+    /// Receiver to Sender, never sealed: "your datagram failed authentication".
+    Refused = 7,
 }
 
 impl PacketType {
     fn from_u8(b: u8) -> Option<Self> {
         match b {
             1 => Some(Self::Events),
-            2 => Some(Self::Hello),
+            2 => Some(Self::State),
             3 => Some(Self::Bye),
             4 => Some(Self::TimeRequest),
             5 => Some(Self::TimeReply),
             6 => Some(Self::ClockReport),
+            7 => Some(Self::Refused),
             _ => None,
         }
     }
@@ -66,16 +81,18 @@ impl PacketType {
 pub struct Header {
     /// What the body holds.
     pub packet_type: PacketType,
-    /// Random 64-bit id the sender chose when it was instantiated.
+    /// Whether the body is sealed.
+    pub sealed: bool,
+    /// Random 64-bit id the sender drew when its network thread started.
     pub sender_id: u64,
-    /// Datagram sequence number, per sender, starting at 0, +1 per datagram.
+    /// Datagram sequence number, per sender id, starting at 0, +1 per datagram.
     pub seq: u64,
 }
 
-/// Why a datagram was rejected. Every variant is counted separately by the Receiver.
+/// Why a datagram did not decode. Every variant is counted separately by the Receiver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecodeError {
-    /// Shorter than the header.
+    /// Shorter than the header (or than header and tag, when sealed).
     TooShort,
     /// Longer than [`MAX_ACCEPTED_DATAGRAM`].
     TooLong,
@@ -101,14 +118,14 @@ pub enum DecodeError {
     NameTooLong,
     /// An Events datagram with no event.
     Empty,
-    /// A field out of its documented range (clock source, padding).
+    /// A field out of its documented range (clock source, padding, snapshot channel, ...).
     InvalidField,
 }
 
 impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::TooShort => write!(f, "datagram shorter than the {HEADER_LEN}-byte header"),
+            Self::TooShort => write!(f, "datagram shorter than its header"),
             Self::TooLong => write!(f, "datagram longer than {MAX_ACCEPTED_DATAGRAM} bytes"),
             Self::BadMagic => write!(f, "not a UDP MIDI datagram (bad magic)"),
             Self::UnsupportedVersion(v) => write!(f, "unsupported protocol version {v}"),
@@ -128,164 +145,184 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// One event on the wire: its time relative to the batch's base time, and the message.
-/// Field order and variant order are the wire format: never reorder.
-#[derive(Serialize, Deserialize, Debug, PartialEq)]
-struct WireEvent<'a> {
-    /// Origin time minus the batch base time, in ns (zigzag varint).
-    dt_ns: i64,
-    #[serde(borrow)]
-    msg: WireMsg<'a>,
+/// Why a body could not be opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenError {
+    /// The room needs sealed datagrams and this one is not.
+    Unsealed,
+    /// Sealed, but this side has no key (an open room, or a Sender without a code).
+    NoKey,
+    /// The tag does not match: another room's code, or a forged or damaged datagram.
+    AuthFailed,
+    /// Sealed, but too short to hold a tag.
+    TooShort,
 }
 
-#[derive(Serialize, Deserialize, Debug, PartialEq)]
-enum WireMsg<'a> {
-    NoteOn(u8, u8, f32, Option<i32>),
-    NoteOff(u8, u8, f32, Option<i32>),
-    PolyPressure(u8, u8, f32, Option<i32>),
-    ControlChange(u8, u8, f32),
-    ChannelPressure(u8, f32),
-    PitchBend(u8, f32),
-    ProgramChange(u8, u8),
-    SysEx(&'a [u8]),
+/// The start of every body.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prelude {
+    /// The sender's session time when it sent the datagram, ns.
+    pub sent_ns: u64,
+    /// The Receiver's epoch: drawn by the Receiver when its network thread starts, learnt by
+    /// Senders from its TimeReplies and echoed in everything else they send (0 before).
+    pub epoch: u32,
 }
 
-fn opt_to_wire(v: Option<u8>) -> u8 {
-    v.unwrap_or(WILDCARD)
+/// A decoded body.
+// Inline on purpose: decoding allocates nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Body<'a> {
+    /// Events (in the caller's buffer) numbered from `first_event_seq`.
+    Events {
+        /// The prelude.
+        prelude: Prelude,
+        /// Event sequence number of the first event.
+        first_event_seq: u64,
+    },
+    /// A heartbeat with the Sender's state.
+    State(StateBody<'a>),
+    /// The Sender leaves.
+    Bye {
+        /// The prelude.
+        prelude: Prelude,
+    },
+    /// A clock-exchange request, sent at `prelude.sent_ns`.
+    TimeRequest {
+        /// The prelude.
+        prelude: Prelude,
+    },
+    /// A clock-exchange answer.
+    TimeReply {
+        /// The prelude (`sent_ns` is `t3`, `epoch` the Receiver's).
+        prelude: Prelude,
+        /// `t1` and `t2`.
+        reply: TimeReply,
+    },
+    /// A clock estimate.
+    ClockReport {
+        /// The prelude.
+        prelude: Prelude,
+        /// The estimate.
+        report: ClockReport,
+    },
+    /// Authentication failed at the Receiver.
+    Refused,
 }
 
-fn opt_from_wire(v: u8) -> Option<u8> {
-    (v != WILDCARD).then_some(v)
-}
-
-impl<'a> WireMsg<'a> {
-    fn from_msg(m: &'a MidiMessage) -> Self {
-        match *m {
-            MidiMessage::NoteOn {
-                channel,
-                key,
-                velocity,
-                voice_id,
-            } => Self::NoteOn(opt_to_wire(channel), opt_to_wire(key), velocity, voice_id),
-            MidiMessage::NoteOff {
-                channel,
-                key,
-                velocity,
-                voice_id,
-            } => Self::NoteOff(opt_to_wire(channel), opt_to_wire(key), velocity, voice_id),
-            MidiMessage::PolyPressure {
-                channel,
-                key,
-                pressure,
-                voice_id,
-            } => Self::PolyPressure(opt_to_wire(channel), opt_to_wire(key), pressure, voice_id),
-            MidiMessage::ControlChange { channel, cc, value } => {
-                Self::ControlChange(channel, cc, value)
-            }
-            MidiMessage::ChannelPressure { channel, pressure } => {
-                Self::ChannelPressure(channel, pressure)
-            }
-            MidiMessage::PitchBend { channel, value } => Self::PitchBend(channel, value),
-            MidiMessage::ProgramChange { channel, program } => {
-                Self::ProgramChange(channel, program)
-            }
-            MidiMessage::SysEx(ref s) => Self::SysEx(s.as_bytes()),
+impl Body<'_> {
+    /// The prelude, for every type that has one.
+    pub fn prelude(&self) -> Option<Prelude> {
+        match *self {
+            Self::Events { prelude, .. }
+            | Self::Bye { prelude }
+            | Self::TimeRequest { prelude }
+            | Self::TimeReply { prelude, .. }
+            | Self::ClockReport { prelude, .. } => Some(prelude),
+            Self::State(s) => Some(s.prelude),
+            Self::Refused => None,
         }
     }
+}
 
-    fn to_msg(&self) -> Result<MidiMessage, DecodeError> {
-        let m = match *self {
-            Self::NoteOn(c, k, velocity, voice_id) => MidiMessage::NoteOn {
-                channel: opt_from_wire(c),
-                key: opt_from_wire(k),
-                velocity,
-                voice_id,
-            },
-            Self::NoteOff(c, k, velocity, voice_id) => MidiMessage::NoteOff {
-                channel: opt_from_wire(c),
-                key: opt_from_wire(k),
-                velocity,
-                voice_id,
-            },
-            Self::PolyPressure(c, k, pressure, voice_id) => MidiMessage::PolyPressure {
-                channel: opt_from_wire(c),
-                key: opt_from_wire(k),
-                pressure,
-                voice_id,
-            },
-            Self::ControlChange(channel, cc, value) => {
-                MidiMessage::ControlChange { channel, cc, value }
-            }
-            Self::ChannelPressure(channel, pressure) => {
-                MidiMessage::ChannelPressure { channel, pressure }
-            }
-            Self::PitchBend(channel, value) => MidiMessage::PitchBend { channel, value },
-            Self::ProgramChange(channel, program) => {
-                MidiMessage::ProgramChange { channel, program }
-            }
-            Self::SysEx(bytes) => {
-                MidiMessage::SysEx(SysEx::new(bytes).ok_or(DecodeError::InvalidEvent)?)
-            }
+/// A datagram ready to send: a fixed buffer and its length. No allocation per datagram.
+#[derive(Clone)]
+pub struct Datagram {
+    buf: [u8; MAX_DATAGRAM],
+    len: usize,
+}
+
+impl std::fmt::Debug for Datagram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Datagram({} bytes)", self.len)
+    }
+}
+
+/// A body did not fit the datagram budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoRoom;
+
+impl Datagram {
+    /// A datagram holding only `header` (the sealed flag is set by [`Datagram::seal`]).
+    pub fn new(packet_type: PacketType, sender_id: u64, seq: u64) -> Self {
+        let mut d = Self {
+            buf: [0; MAX_DATAGRAM],
+            len: HEADER_LEN,
         };
-        if m.is_valid() {
-            Ok(m)
-        } else {
-            Err(DecodeError::InvalidEvent)
+        d.buf[0..4].copy_from_slice(&MAGIC);
+        d.buf[4] = VERSION;
+        d.buf[5] = packet_type as u8;
+        d.buf[8..16].copy_from_slice(&sender_id.to_le_bytes());
+        d.buf[16..24].copy_from_slice(&seq.to_le_bytes());
+        d
+    }
+
+    /// The bytes to send.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Bytes of body written so far.
+    pub fn body_len(&self) -> usize {
+        self.len - HEADER_LEN
+    }
+
+    /// Appends one postcard value to the body, leaving room for a tag; on failure nothing is
+    /// appended.
+    pub fn push<T: Serialize>(&mut self, v: &T) -> Result<(), NoRoom> {
+        let end = MAX_DATAGRAM - TAG_LEN;
+        if self.len > end {
+            return Err(NoRoom);
+        }
+        match postcard::to_slice(v, &mut self.buf[self.len..end]) {
+            Ok(b) => {
+                self.len += b.len();
+                Ok(())
+            }
+            Err(_) => Err(NoRoom),
         }
     }
-}
 
-/// Header of an Events body: the base time and the sequence number of its first event.
-#[derive(Serialize, Deserialize, Debug, PartialEq)]
-struct EventsPrelude {
-    /// Origin time of the batch, ns on the sender's timeline; event times are relative to it.
-    base_ns: u64,
-    /// Event sequence number of the first event; the others follow consecutively.
-    first_event_seq: u64,
-}
-
-/// Body of a Hello datagram.
-#[derive(Serialize, Deserialize, Debug, PartialEq)]
-struct HelloBody<'a> {
-    /// Display name, UTF-8, at most [`NAME_MAX`] bytes.
-    name: &'a str,
-}
-
-/// Encodes a datagram whose body is one postcard value.
-fn encode_body<T: Serialize>(h: &Header, body: &T) -> Datagram {
-    let mut d = Datagram {
-        buf: [0; MAX_DATAGRAM],
-        len: HEADER_LEN,
-    };
-    write_header(&mut d.buf, h);
-    // Callers only pass bodies of a few dozen bytes.
-    if let Ok(b) = postcard::to_slice(body, &mut d.buf[HEADER_LEN..]) {
-        d.len += b.len();
+    /// Appends raw bytes to the body, leaving room for a tag.
+    pub fn push_bytes(&mut self, b: &[u8]) -> Result<(), NoRoom> {
+        if self.len + b.len() > MAX_DATAGRAM - TAG_LEN {
+            return Err(NoRoom);
+        }
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+        Ok(())
     }
-    d
-}
 
-/// Decodes a body that is exactly one postcard value.
-fn decode_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, DecodeError> {
-    let (v, rest) = postcard::take_from_bytes(body).map_err(|_| DecodeError::Malformed)?;
-    if rest.is_empty() {
-        Ok(v)
-    } else {
-        Err(DecodeError::TrailingBytes)
+    /// Seals the body under `key`: sets the sealed flag, encrypts the body with the header as
+    /// associated data, and appends the tag. Call once, last.
+    pub fn seal(&mut self, key: &RoomKey) {
+        self.buf[6] |= FLAG_SEALED;
+        let (header, rest) = self.buf.split_at_mut(HEADER_LEN);
+        let body_len = self.len - HEADER_LEN;
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&header[8..16]);
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&header[16..24]);
+        let tag = key.seal(
+            u64::from_le_bytes(id),
+            u64::from_le_bytes(seq),
+            header,
+            &mut rest[..body_len],
+        );
+        rest[body_len..body_len + TAG_LEN].copy_from_slice(&tag);
+        self.len += TAG_LEN;
+    }
+
+    /// Seals the body when there is a key.
+    pub fn seal_with(mut self, key: Option<&RoomKey>) -> Self {
+        if let Some(k) = key {
+            self.seal(k);
+        }
+        self
     }
 }
 
-/// Writes the fixed header into the first [`HEADER_LEN`] bytes of `out`.
-fn write_header(out: &mut [u8; MAX_DATAGRAM], h: &Header) {
-    out[0..4].copy_from_slice(&MAGIC);
-    out[4] = VERSION;
-    out[5] = h.packet_type as u8;
-    out[6..8].copy_from_slice(&0u16.to_le_bytes());
-    out[8..16].copy_from_slice(&h.sender_id.to_le_bytes());
-    out[16..24].copy_from_slice(&h.seq.to_le_bytes());
-}
-
-/// Reads and checks the fixed header; returns it with the body that follows.
+/// Reads and checks the fixed header; returns it with what follows.
 pub fn decode_header(bytes: &[u8]) -> Result<(Header, &[u8]), DecodeError> {
     if bytes.len() > MAX_ACCEPTED_DATAGRAM {
         return Err(DecodeError::TooLong);
@@ -300,7 +337,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<(Header, &[u8]), DecodeError> {
         return Err(DecodeError::UnsupportedVersion(bytes[4]));
     }
     let packet_type = PacketType::from_u8(bytes[5]).ok_or(DecodeError::UnknownType(bytes[5]))?;
-    if bytes[6] != 0 || bytes[7] != 0 {
+    if bytes[6] & !FLAG_SEALED != 0 || bytes[7] != 0 {
         return Err(DecodeError::ReservedBits);
     }
     let mut id = [0u8; 8];
@@ -310,6 +347,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<(Header, &[u8]), DecodeError> {
     Ok((
         Header {
             packet_type,
+            sealed: bytes[6] & FLAG_SEALED != 0,
             sender_id: u64::from_le_bytes(id),
             seq: u64::from_le_bytes(seq),
         },
@@ -317,185 +355,105 @@ pub fn decode_header(bytes: &[u8]) -> Result<(Header, &[u8]), DecodeError> {
     ))
 }
 
-/// Decodes an Events body into `out` (cleared first; its capacity is reused) and returns the
-/// sequence number of the first event. On error `out` is left empty.
-pub fn decode_events(body: &[u8], out: &mut Vec<TimedMessage>) -> Result<u64, DecodeError> {
-    out.clear();
-    let r = decode_events_inner(body, out);
+/// Copies the body of `datagram` (whose header `h` was decoded) into `scratch` and, when it is
+/// sealed, authenticates and decrypts it there. `key` is this side's room key (`None`: no
+/// code); `require_sealed` refuses plain bodies (a room with a code). Returns the plain body.
+pub fn open_body<'s>(
+    h: &Header,
+    datagram: &[u8],
+    key: Option<&RoomKey>,
+    require_sealed: bool,
+    scratch: &'s mut [u8; MAX_ACCEPTED_DATAGRAM],
+) -> Result<&'s [u8], OpenError> {
+    let body = datagram.get(HEADER_LEN..).ok_or(OpenError::TooShort)?;
+    if !h.sealed {
+        if require_sealed {
+            return Err(OpenError::Unsealed);
+        }
+        let out = scratch.get_mut(..body.len()).ok_or(OpenError::TooShort)?;
+        out.copy_from_slice(body);
+        return Ok(out);
+    }
+    let key = key.ok_or(OpenError::NoKey)?;
+    let n = body.len().checked_sub(TAG_LEN).ok_or(OpenError::TooShort)?;
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(&body[n..]);
+    let out = scratch.get_mut(..n).ok_or(OpenError::TooShort)?;
+    out.copy_from_slice(&body[..n]);
+    key.open(h.sender_id, h.seq, &datagram[..HEADER_LEN], out, &tag)
+        .map_err(|_| OpenError::AuthFailed)?;
+    Ok(out)
+}
+
+/// Decodes a plain body of type `h.packet_type`. Events go into `events` (cleared first, its
+/// capacity reused; left empty on error).
+pub fn decode_body<'a>(
+    h: &Header,
+    body: &'a [u8],
+    events: &mut Vec<TimedMessage>,
+) -> Result<Body<'a>, DecodeError> {
+    events.clear();
+    if h.packet_type == PacketType::Refused {
+        return if body.is_empty() {
+            Ok(Body::Refused)
+        } else {
+            Err(DecodeError::TrailingBytes)
+        };
+    }
+    let (prelude, rest): (Prelude, _) =
+        postcard::take_from_bytes(body).map_err(|_| DecodeError::Malformed)?;
+    let r = match h.packet_type {
+        PacketType::Events => {
+            let first_event_seq = decode_events(rest, events)?;
+            Ok(Body::Events {
+                prelude,
+                first_event_seq,
+            })
+        }
+        PacketType::State => decode_state(prelude, rest).map(Body::State),
+        PacketType::Bye => finish(rest).map(|_| Body::Bye { prelude }),
+        PacketType::TimeRequest => decode_time_request(rest).map(|_| Body::TimeRequest { prelude }),
+        PacketType::TimeReply => {
+            decode_time_reply(rest).map(|reply| Body::TimeReply { prelude, reply })
+        }
+        PacketType::ClockReport => {
+            decode_clock_report(rest).map(|report| Body::ClockReport { prelude, report })
+        }
+        PacketType::Refused => Ok(Body::Refused),
+    };
     if r.is_err() {
-        out.clear();
+        events.clear();
     }
     r
 }
 
-fn decode_events_inner(body: &[u8], out: &mut Vec<TimedMessage>) -> Result<u64, DecodeError> {
-    let (prelude, mut rest): (EventsPrelude, _) =
-        postcard::take_from_bytes(body).map_err(|_| DecodeError::Malformed)?;
-    prelude
-        .first_event_seq
-        .checked_add(MAX_EVENTS_PER_DATAGRAM as u64)
-        .ok_or(DecodeError::Malformed)?;
-    while !rest.is_empty() {
-        if out.len() == MAX_EVENTS_PER_DATAGRAM {
-            return Err(DecodeError::TooManyEvents);
-        }
-        let (ev, tail): (WireEvent<'_>, _) =
-            postcard::take_from_bytes(rest).map_err(|_| DecodeError::Malformed)?;
-        rest = tail;
-        let time_ns = prelude
-            .base_ns
-            .checked_add_signed(ev.dt_ns)
-            .ok_or(DecodeError::TimeOverflow)?;
-        out.push(TimedMessage {
-            time_ns,
-            msg: ev.msg.to_msg()?,
-        });
-    }
-    if out.is_empty() {
-        return Err(DecodeError::Empty);
-    }
-    Ok(prelude.first_event_seq)
-}
-
-/// Decodes a Hello body: the sender's display name.
-pub fn decode_hello(body: &[u8]) -> Result<&str, DecodeError> {
-    let (hello, rest): (HelloBody<'_>, _) =
-        postcard::take_from_bytes(body).map_err(|_| DecodeError::Malformed)?;
-    if !rest.is_empty() {
-        return Err(DecodeError::TrailingBytes);
-    }
-    if hello.name.len() > NAME_MAX {
-        return Err(DecodeError::NameTooLong);
-    }
-    Ok(hello.name)
-}
-
-/// Checks a Bye body (empty in v1).
-pub fn decode_bye(body: &[u8]) -> Result<(), DecodeError> {
-    if body.is_empty() {
+/// Checks that nothing is left of a body.
+fn finish(rest: &[u8]) -> Result<(), DecodeError> {
+    if rest.is_empty() {
         Ok(())
     } else {
         Err(DecodeError::TrailingBytes)
     }
 }
 
-/// A datagram ready to send: a fixed buffer and its length. No allocation per datagram.
-#[derive(Clone)]
-pub struct Datagram {
-    buf: [u8; MAX_DATAGRAM],
-    len: usize,
+/// Decodes a body rest that is exactly one postcard value.
+fn decode_one<'a, T: Deserialize<'a>>(rest: &'a [u8]) -> Result<T, DecodeError> {
+    let (v, tail) = postcard::take_from_bytes(rest).map_err(|_| DecodeError::Malformed)?;
+    finish(tail)?;
+    Ok(v)
 }
 
-impl Datagram {
-    /// The bytes to send.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-impl std::fmt::Debug for Datagram {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Datagram({} bytes)", self.len)
-    }
-}
-
-/// Encodes as many of `events` as fit into one Events datagram and returns it with the number
-/// of events it holds (at least one whenever `events` is not empty; 0 means nothing to send).
-/// Events whose time lies more than ±2^62 ns from the first are impossible on one timeline and
-/// are not handled specially.
-pub fn encode_events(
-    sender_id: u64,
-    seq: u64,
-    first_event_seq: u64,
-    events: &[TimedMessage],
-) -> (Datagram, usize) {
-    let mut d = Datagram {
-        buf: [0; MAX_DATAGRAM],
-        len: HEADER_LEN,
-    };
-    let Some(first) = events.first() else {
-        return (d, 0);
-    };
-    write_header(
-        &mut d.buf,
-        &Header {
-            packet_type: PacketType::Events,
-            sender_id,
-            seq,
-        },
-    );
-    let base_ns = first.time_ns;
-    let prelude = EventsPrelude {
-        base_ns,
-        first_event_seq,
-    };
-    let used = postcard::to_slice(&prelude, &mut d.buf[HEADER_LEN..])
-        .expect("the prelude (at most 20 bytes) fits in an empty datagram")
-        .len();
-    d.len += used;
-    let mut n = 0;
-    for ev in events.iter().take(MAX_EVENTS_PER_DATAGRAM) {
-        let wire = WireEvent {
-            dt_ns: ev.time_ns.wrapping_sub(base_ns) as i64,
-            msg: WireMsg::from_msg(&ev.msg),
-        };
-        match postcard::to_slice(&wire, &mut d.buf[d.len..]) {
-            Ok(written) => {
-                d.len += written.len();
-                n += 1;
-            }
-            // Does not fit: the rest goes into the next datagram.
-            Err(_) => break,
-        }
-    }
-    (d, n)
-}
-
-/// Encodes a Hello datagram. A name longer than [`NAME_MAX`] bytes is cut at a character
-/// boundary.
-pub fn encode_hello(sender_id: u64, seq: u64, name: &str) -> Datagram {
-    let mut cut = name.len().min(NAME_MAX);
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let mut d = Datagram {
-        buf: [0; MAX_DATAGRAM],
-        len: HEADER_LEN,
-    };
-    write_header(
-        &mut d.buf,
-        &Header {
-            packet_type: PacketType::Hello,
-            sender_id,
-            seq,
-        },
-    );
-    let body = HelloBody { name: &name[..cut] };
-    d.len += postcard::to_slice(&body, &mut d.buf[HEADER_LEN..])
-        .expect("a 64-byte name fits in a datagram")
-        .len();
+/// Encodes a Bye.
+pub fn encode_bye(sender_id: u64, seq: u64, prelude: Prelude) -> Datagram {
+    let mut d = Datagram::new(PacketType::Bye, sender_id, seq);
+    let _ = d.push(&prelude);
     d
 }
 
-/// Encodes a Bye datagram.
-pub fn encode_bye(sender_id: u64, seq: u64) -> Datagram {
-    let mut d = Datagram {
-        buf: [0; MAX_DATAGRAM],
-        len: HEADER_LEN,
-    };
-    write_header(
-        &mut d.buf,
-        &Header {
-            packet_type: PacketType::Bye,
-            sender_id,
-            seq,
-        },
-    );
-    d
+/// Encodes a Refused notice (header only; never sealed).
+pub fn encode_refused(receiver_id: u64, seq: u64) -> Datagram {
+    Datagram::new(PacketType::Refused, receiver_id, seq)
 }
-
-mod clock;
-pub use clock::*;
 
 #[cfg(test)]
 #[path = "wire/tests.rs"]

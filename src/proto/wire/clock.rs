@@ -2,10 +2,11 @@
 //! exchange").
 //!
 //! The exchange is NTP's on-wire protocol (RFC 5905 §8) reduced to its four timestamps: the
-//! Sender sends `t1`, the Receiver answers with `t1`, its receive time `t2` and its send time
-//! `t3`, and the Sender notes `t4` when the answer arrives.
+//! Sender sends at `t1` (the prelude's send time), the Receiver answers with `t1`, its receive
+//! time `t2` and its send time `t3` (its prelude's send time), and the Sender notes `t4` when
+//! the answer arrives.
 
-use super::{decode_body, encode_body, Datagram, DecodeError, Header, PacketType};
+use super::{decode_one, Datagram, DecodeError, PacketType, Prelude};
 use serde::{Deserialize, Serialize};
 
 /// Padding a TimeRequest carries so that it is never smaller than the TimeReply it asks for:
@@ -13,24 +14,27 @@ use serde::{Deserialize, Serialize};
 /// rule QUIC follows for its handshake, RFC 9000 §8).
 pub const TIME_REQUEST_PADDING: usize = 24;
 
-/// Body of a TimeRequest.
+/// Body rest of a TimeRequest.
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct TimeRequestBody<'a> {
-    /// Sender's session time when it sent the request.
-    t1: u64,
     /// [`TIME_REQUEST_PADDING`] zero bytes (at least).
     pad: &'a [u8],
 }
 
 /// A Receiver's answer to a TimeRequest.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimeReply {
     /// Copied from the request: the Sender's send time.
     pub t1: u64,
     /// Receiver's session time when the request arrived.
     pub t2: u64,
-    /// Receiver's session time when it sent this reply.
-    pub t3: u64,
+}
+
+/// Wire form of [`TimeReply`]; field order is the wire format.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct TimeReplyBody {
+    t1: u64,
+    t2: u64,
 }
 
 /// Where a Sender's clock estimate comes from.
@@ -43,8 +47,8 @@ pub enum ClockSource {
     Ntp,
 }
 
-/// A Sender's clock estimate, sent to the Receiver whenever it changes noticeably and with
-/// every heartbeat.
+/// A Sender's clock estimate, sent to the Receiver whenever it changes noticeably and at least
+/// once a second.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClockReport {
     /// What the estimate is relative to.
@@ -55,7 +59,7 @@ pub struct ClockReport {
     pub offset_ns: i64,
     /// Rate difference, parts per billion: the offset grows by `skew_ppb` ns per second.
     pub skew_ppb: i64,
-    /// Bound on the error of the offset, ns (half the best round trip, plus aging).
+    /// Bound on the error of the offset, ns.
     pub error_ns: u64,
     /// Best recent round trip to the Receiver, ns (0 when unknown).
     pub rtt_ns: u64,
@@ -83,72 +87,66 @@ struct ClockReportBody {
 
 /// Largest skew a report may claim: 1,000 ppm. Crystal oscillators are within ±100 ppm; a
 /// larger figure is a broken estimate or a forged datagram.
-const MAX_SKEW_PPB: i64 = 1_000_000;
+pub const MAX_SKEW_PPB: i64 = 1_000_000;
 
-/// Encodes a TimeRequest sent at `t1`.
-pub fn encode_time_request(sender_id: u64, seq: u64, t1: u64) -> Datagram {
+/// Encodes a TimeRequest (unsealed); `prelude.sent_ns` is its `t1`.
+pub fn encode_time_request(sender_id: u64, seq: u64, prelude: Prelude) -> Datagram {
     let pad = [0u8; TIME_REQUEST_PADDING];
-    encode_body(
-        &Header {
-            packet_type: PacketType::TimeRequest,
-            sender_id,
-            seq,
-        },
-        &TimeRequestBody { t1, pad: &pad },
-    )
+    let mut d = Datagram::new(PacketType::TimeRequest, sender_id, seq);
+    let _ = d.push(&prelude);
+    let _ = d.push(&TimeRequestBody { pad: &pad });
+    d
 }
 
-/// Decodes a TimeRequest body: its `t1`.
-pub fn decode_time_request(body: &[u8]) -> Result<u64, DecodeError> {
-    let b: TimeRequestBody<'_> = decode_body(body)?;
+/// Checks the rest of a TimeRequest body.
+pub(super) fn decode_time_request(rest: &[u8]) -> Result<(), DecodeError> {
+    let b: TimeRequestBody<'_> = decode_one(rest)?;
     if b.pad.len() < TIME_REQUEST_PADDING || b.pad.iter().any(|&x| x != 0) {
         return Err(DecodeError::InvalidField);
     }
-    Ok(b.t1)
+    Ok(())
 }
 
-/// Encodes a TimeReply.
-pub fn encode_time_reply(receiver_id: u64, seq: u64, r: &TimeReply) -> Datagram {
-    encode_body(
-        &Header {
-            packet_type: PacketType::TimeReply,
-            sender_id: receiver_id,
-            seq,
+/// Encodes a TimeReply (unsealed); `prelude.sent_ns` is its `t3`.
+pub fn encode_time_reply(receiver_id: u64, seq: u64, prelude: Prelude, r: &TimeReply) -> Datagram {
+    let mut d = Datagram::new(PacketType::TimeReply, receiver_id, seq);
+    let _ = d.push(&prelude);
+    let _ = d.push(&TimeReplyBody { t1: r.t1, t2: r.t2 });
+    d
+}
+
+/// Decodes the rest of a TimeReply body.
+pub(super) fn decode_time_reply(rest: &[u8]) -> Result<TimeReply, DecodeError> {
+    let b: TimeReplyBody = decode_one(rest)?;
+    Ok(TimeReply { t1: b.t1, t2: b.t2 })
+}
+
+/// Encodes a ClockReport (unsealed).
+pub fn encode_clock_report(
+    sender_id: u64,
+    seq: u64,
+    prelude: Prelude,
+    r: &ClockReport,
+) -> Datagram {
+    let mut d = Datagram::new(PacketType::ClockReport, sender_id, seq);
+    let _ = d.push(&prelude);
+    let _ = d.push(&ClockReportBody {
+        source: match r.source {
+            ClockSource::Direct => 1,
+            ClockSource::Ntp => 2,
         },
-        r,
-    )
+        ref_ns: r.ref_ns,
+        offset_ns: r.offset_ns,
+        skew_ppb: r.skew_ppb,
+        error_ns: r.error_ns,
+        rtt_ns: r.rtt_ns,
+    });
+    d
 }
 
-/// Decodes a TimeReply body.
-pub fn decode_time_reply(body: &[u8]) -> Result<TimeReply, DecodeError> {
-    decode_body(body)
-}
-
-/// Encodes a ClockReport.
-pub fn encode_clock_report(sender_id: u64, seq: u64, r: &ClockReport) -> Datagram {
-    encode_body(
-        &Header {
-            packet_type: PacketType::ClockReport,
-            sender_id,
-            seq,
-        },
-        &ClockReportBody {
-            source: match r.source {
-                ClockSource::Direct => 1,
-                ClockSource::Ntp => 2,
-            },
-            ref_ns: r.ref_ns,
-            offset_ns: r.offset_ns,
-            skew_ppb: r.skew_ppb,
-            error_ns: r.error_ns,
-            rtt_ns: r.rtt_ns,
-        },
-    )
-}
-
-/// Decodes a ClockReport body.
-pub fn decode_clock_report(body: &[u8]) -> Result<ClockReport, DecodeError> {
-    let b: ClockReportBody = decode_body(body)?;
+/// Decodes the rest of a ClockReport body.
+pub(super) fn decode_clock_report(rest: &[u8]) -> Result<ClockReport, DecodeError> {
+    let b: ClockReportBody = decode_one(rest)?;
     let source = match b.source {
         1 => ClockSource::Direct,
         2 => ClockSource::Ntp,
@@ -169,60 +167,73 @@ pub fn decode_clock_report(body: &[u8]) -> Result<ClockReport, DecodeError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::decode_header;
+    use super::super::{decode_body, decode_header, Body};
     use super::*;
     use proptest::prelude::*;
+
+    fn body_of(d: &Datagram) -> Body<'_> {
+        let (h, body) = decode_header(d.as_bytes()).unwrap();
+        decode_body(&h, body, &mut Vec::new()).unwrap()
+    }
 
     proptest! {
         #[test]
         fn round_trips(t1 in any::<u64>(), t2 in any::<u64>(), t3 in any::<u64>(),
+                       epoch in any::<u32>(),
                        off in any::<i64>(), skew in -MAX_SKEW_PPB..=MAX_SKEW_PPB,
                        err in any::<u64>(), rtt in any::<u64>(), direct in any::<bool>()) {
-            let d = encode_time_request(1, 2, t1);
-            let (h, body) = decode_header(d.as_bytes()).unwrap();
-            prop_assert_eq!(h.packet_type, PacketType::TimeRequest);
-            prop_assert_eq!(decode_time_request(body), Ok(t1));
+            let p1 = Prelude { sent_ns: t1, epoch };
+            let d = encode_time_request(1, 2, p1);
+            prop_assert_eq!(body_of(&d), Body::TimeRequest { prelude: p1 });
 
-            let r = TimeReply { t1, t2, t3 };
-            let d2 = encode_time_reply(3, 4, &r);
+            let r = TimeReply { t1, t2 };
+            let p3 = Prelude { sent_ns: t3, epoch: u32::MAX };
+            let d2 = encode_time_reply(3, 4, p3, &r);
             prop_assert!(d2.as_bytes().len() <= d.as_bytes().len(), "no amplification");
-            let (h, body) = decode_header(d2.as_bytes()).unwrap();
-            prop_assert_eq!(h.packet_type, PacketType::TimeReply);
-            prop_assert_eq!(decode_time_reply(body), Ok(r));
+            prop_assert_eq!(body_of(&d2), Body::TimeReply { prelude: p3, reply: r });
 
             let c = ClockReport {
                 source: if direct { ClockSource::Direct } else { ClockSource::Ntp },
                 ref_ns: t2, offset_ns: off, skew_ppb: skew, error_ns: err, rtt_ns: rtt,
             };
-            let d3 = encode_clock_report(5, 6, &c);
-            let (_, body) = decode_header(d3.as_bytes()).unwrap();
-            prop_assert_eq!(decode_clock_report(body), Ok(c));
+            let d3 = encode_clock_report(5, 6, p1, &c);
+            prop_assert_eq!(body_of(&d3), Body::ClockReport { prelude: p1, report: c });
         }
 
         #[test]
-        fn garbage(body in proptest::collection::vec(any::<u8>(), 0..80)) {
-            let _ = decode_time_request(&body);
-            let _ = decode_time_reply(&body);
-            if let Ok(c) = decode_clock_report(&body) {
+        fn garbage(rest in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = decode_time_request(&rest);
+            let _ = decode_time_reply(&rest);
+            if let Ok(c) = decode_clock_report(&rest) {
                 prop_assert!(c.skew_ppb.abs() <= MAX_SKEW_PPB);
             }
         }
     }
 
     #[test]
-    fn bad_fields() {
-        let d = encode_time_request(1, 2, 3);
-        let (_, body) = decode_header(d.as_bytes()).unwrap();
-        let mut b = body.to_vec();
-        *b.last_mut().unwrap() = 1;
-        assert_eq!(decode_time_request(&b), Err(DecodeError::InvalidField));
+    fn bad_padding() {
+        let pad = [0u8; TIME_REQUEST_PADDING];
+        let mut b = [0u8; 64];
+        let n = postcard::to_slice(&TimeRequestBody { pad: &pad }, &mut b)
+            .unwrap()
+            .len();
+        assert_eq!(decode_time_request(&b[..n]), Ok(()));
+        b[n - 1] = 1;
+        assert_eq!(decode_time_request(&b[..n]), Err(DecodeError::InvalidField));
+        b[n - 1] = 0;
         assert_eq!(
-            decode_time_request(&body[..body.len() - 1]),
+            decode_time_request(&b[..n - 1]),
             Err(DecodeError::Malformed)
         );
-        let mut long = body.to_vec();
-        long.push(0);
-        assert_eq!(decode_time_request(&long), Err(DecodeError::TrailingBytes));
+        assert_eq!(
+            decode_time_request(&b[..n + 1]),
+            Err(DecodeError::TrailingBytes)
+        );
+        let short = [0u8; TIME_REQUEST_PADDING - 1];
+        let n = postcard::to_slice(&TimeRequestBody { pad: &short }, &mut b)
+            .unwrap()
+            .len();
+        assert_eq!(decode_time_request(&b[..n]), Err(DecodeError::InvalidField));
     }
 
     #[test]
