@@ -1,107 +1,44 @@
 //! The Receiver's table of senders, keyed by their random 64-bit sender id.
 //!
 //! Fixed capacity ([`MAX_PEERS`]): a new sender beyond it is refused and counted, so memory
-//! stays bounded whatever arrives. Each peer has a small slot number (`0..MAX_PEERS`) that the
-//! audio thread uses to refer to it without strings or maps.
+//! stays bounded whatever arrives. Each peer has a small slot number (`0..MAX_PEERS`) and a
+//! generation (bumped each time the slot is given to a new sender) that the audio thread uses
+//! to refer to it without strings or maps: an item of a peer that was ended is recognised by
+//! its old generation and dropped. Senders that left are remembered in a ring of
+//! [`TOMBSTONES`] ids, so that replaying their datagrams cannot bring them back.
 
+use super::limit::TokenBucket;
 use super::replay::ReplayWindow;
+use super::seen::SeenEvents;
 use super::wire::ClockReport;
 use crate::timing::jitter::Jitter;
 use crate::timing::latency::LatencyWindow;
+use crate::timing::windowed::{WindowedMax, WindowedMin};
 use std::net::SocketAddr;
 
 /// Most senders one Receiver tracks at once.
 pub const MAX_PEERS: usize = 32;
-/// A peer silent for this long is forgotten (ns). Senders send a Hello every second, so ten
-/// missed heartbeats mean the sender is gone.
-pub const PEER_TIMEOUT_NS: u64 = 10_000_000_000;
-
-/// Minimum of `arrival - origin` over a sliding window of about 5 to 10 s, in ns.
-///
-/// Two buckets that rotate every [`Self::BUCKET_NS`] (the "two-window minimum" used by
-/// LEDBAT, RFC 6817 §3.4.2, for its base delay): the minimum is that of the current and the
-/// previous bucket, so an old, fast sample ages out and the estimate follows a route or clock
-/// that changes, without storing every sample.
-#[derive(Clone, Copy, Debug)]
-pub struct WindowedMin {
-    /// Start of the current bucket (ns, Receiver timeline).
-    bucket_start: u64,
-    /// Minimum of the current bucket.
-    current: i64,
-    /// Minimum of the previous bucket.
-    previous: i64,
-}
-
-impl WindowedMin {
-    /// Length of one bucket.
-    pub const BUCKET_NS: u64 = 5_000_000_000;
-
-    /// A window holding one sample.
-    pub fn new(now: u64, sample: i64) -> Self {
-        Self {
-            bucket_start: now,
-            current: sample,
-            previous: i64::MAX,
-        }
-    }
-
-    /// Adds a sample taken at `now`.
-    pub fn push(&mut self, now: u64, sample: i64) {
-        let age = now.saturating_sub(self.bucket_start);
-        if age >= 2 * Self::BUCKET_NS {
-            self.previous = i64::MAX;
-            self.current = sample;
-            self.bucket_start = now;
-        } else if age >= Self::BUCKET_NS {
-            self.previous = self.current;
-            self.current = sample;
-            self.bucket_start = now;
-        } else {
-            self.current = self.current.min(sample);
-        }
-    }
-
-    /// The minimum over the window.
-    pub fn get(&self) -> i64 {
-        self.current.min(self.previous)
-    }
-}
-
-/// What the Receiver knows of one sender.
-#[derive(Clone, Debug)]
-pub struct Peer {
-    /// The sender's random id (from every datagram header).
-    pub sender_id: u64,
-    /// Where its last datagram came from (it may change: NAT rebinding, roaming).
-    pub addr: SocketAddr,
-    /// Display name from its Hello, at most 64 bytes.
-    pub name: String,
-    /// Receiver time of its last accepted datagram.
-    pub last_seen: u64,
-    /// Duplicate filter over datagram sequence numbers.
-    pub window: ReplayWindow,
-    /// `arrival - origin` minimum: the fastest transit seen plus the clock offset between the
-    /// two machines. `None` until the first event.
-    pub base_offset: Option<WindowedMin>,
-    /// Next event sequence number expected (for loss counting).
-    pub next_event_seq: Option<u64>,
-    /// Events received.
-    pub events: u64,
-    /// Events missing from the sequence (lost or still on their way when counted).
-    pub events_lost: u64,
-    /// Datagrams accepted.
-    pub datagrams: u64,
-    /// The sender's latest clock estimate (direct exchange with us, or NTP).
-    pub clock: Option<ClockReport>,
-    /// How this peer's origin times are put on our timeline right now.
-    pub basis: ClockBasis,
-    /// One-way latency of its events (arrival minus origin, both on our timeline), ns.
-    pub latency: LatencyWindow,
-    /// RFC 3550 interarrival jitter of its events.
-    pub jitter: Jitter,
-    /// Events that arrived after their playout time.
-    pub late: u64,
-}
+/// A peer silent for this long is forgotten and its notes ended, unless configured otherwise
+/// (the Receiver's "Silence timeout" parameter), ns. Senders send at least ten datagrams a
+/// second (clock requests), so this is eight missed in a row.
+pub const DEFAULT_PEER_TIMEOUT_NS: u64 = 2_000_000_000;
+/// Ids of departed senders remembered.
+pub const TOMBSTONES: usize = 256;
+/// Datagrams per second one peer may send: a Sender at 64-sample blocks and 96 kHz sends 1,500
+/// Events datagrams a second at most; honest ones send far fewer.
+pub const PEER_RATE: f64 = 2000.0;
+/// Burst allowance of that rate.
+pub const PEER_BURST: f64 = 256.0;
+/// Half-window of the fastest transit kept for senders without clock information, ns.
+const BASE_BUCKET_NS: u64 = 5_000_000_000;
+/// Half-window of the largest hold kept, ns.
+const HOLD_BUCKET_NS: u64 = 5_000_000_000;
+/// Longest wait of an event in its Sender that counts towards the delay, ns.
+pub const MAX_HOLD_NS: i64 = 100_000_000;
+/// Events in the latency window from which their p99 alone sets a peer's need.
+pub const MIN_EVENT_SAMPLES: usize = 32;
+/// Window of the events-per-second figure, ns.
+const RATE_WINDOW_NS: u64 = 2_000_000_000;
 
 /// How a peer's origin times are converted to the Receiver's timeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,25 +52,166 @@ pub enum ClockBasis {
     FastestTransit,
 }
 
+/// What the Receiver knows of one sender.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// The sender's random id (from every datagram header).
+    pub sender_id: u64,
+    /// Generation of its slot (see the module documentation).
+    pub gen: u16,
+    /// Where its last datagram came from (it may change: NAT rebinding, roaming).
+    pub addr: SocketAddr,
+    /// Display name from its State, at most 64 bytes.
+    pub name: String,
+    /// Receiver time of its first and last accepted datagram.
+    pub joined_at: u64,
+    /// Receiver time of its last accepted datagram.
+    pub last_seen: u64,
+    /// Duplicate filter over datagram sequence numbers.
+    pub window: ReplayWindow,
+    /// Duplicate filter and loss count over event numbers.
+    pub seen: SeenEvents,
+    /// Its datagram rate limit.
+    pub limiter: TokenBucket,
+    /// Lowest and highest datagram sequence number accepted (for the loss figure).
+    pub seq_range: Option<(u64, u64)>,
+    /// Datagrams accepted.
+    pub datagrams: u64,
+    /// Distinct events received.
+    pub events: u64,
+    /// Events that arrived after their playout time.
+    pub late: u64,
+    /// Events received in the current rate window, and when it began.
+    pub rate_window: (u64, u64),
+    /// Events per second over the last complete rate window.
+    pub events_per_s: f64,
+    /// `arrival - send time` minimum over its datagrams: the fastest transit plus the clock
+    /// offset between the two machines. `None` until the first datagram.
+    pub base_offset: Option<WindowedMin>,
+    /// The sender's latest clock estimate (direct exchange with us, or NTP).
+    pub clock: Option<ClockReport>,
+    /// How this peer's origin times are put on our timeline right now.
+    pub basis: ClockBasis,
+    /// One-way latency of its events (arrival minus origin, both on our timeline), ns.
+    pub latency: LatencyWindow,
+    /// One-way latency of its datagrams (arrival minus send time), ns.
+    pub net: LatencyWindow,
+    /// RFC 3550 interarrival jitter of its datagrams.
+    pub jitter: Jitter,
+    /// Longest wait of its events in the Sender, as it announces it, ns.
+    pub hold_announced: Option<u64>,
+    /// Longest wait of its events in the Sender, as measured (send time - origin), ns.
+    pub hold_seen: Option<WindowedMax>,
+    /// Latest due time of anything forwarded to the audio thread (its end goes after it).
+    pub last_due: u64,
+    /// Event number of the newest snapshot forwarded.
+    pub reconciled: Option<u64>,
+    /// Notes it holds, from its latest snapshot.
+    pub held_notes: u32,
+}
+
 impl Peer {
-    fn new(sender_id: u64, addr: SocketAddr, now: u64) -> Self {
+    fn new(sender_id: u64, gen: u16, addr: SocketAddr, now: u64) -> Self {
         Self {
             sender_id,
+            gen,
             addr,
-            name: String::new(),
+            name: String::with_capacity(super::wire::NAME_MAX),
+            joined_at: now,
             last_seen: now,
             window: ReplayWindow::new(),
-            base_offset: None,
-            next_event_seq: None,
-            events: 0,
-            events_lost: 0,
+            seen: SeenEvents::new(),
+            limiter: TokenBucket::new(PEER_RATE, PEER_BURST),
+            seq_range: None,
             datagrams: 0,
+            events: 0,
+            late: 0,
+            rate_window: (now, 0),
+            events_per_s: 0.0,
+            base_offset: None,
             clock: None,
             basis: ClockBasis::FastestTransit,
             latency: LatencyWindow::new(),
+            net: LatencyWindow::new(),
             jitter: Jitter::new(),
-            late: 0,
+            hold_announced: None,
+            hold_seen: None,
+            last_due: 0,
+            reconciled: None,
+            held_notes: 0,
         }
+    }
+
+    /// Records an accepted datagram with sequence number `seq`, sent at `sent` (its clock),
+    /// arriving at `now`.
+    pub fn datagram(&mut self, now: u64, seq: u64, sent: u64) {
+        self.last_seen = now;
+        self.datagrams += 1;
+        self.seq_range = Some(match self.seq_range {
+            None => (seq, seq),
+            Some((lo, hi)) => (lo.min(seq), hi.max(seq)),
+        });
+        let transit = now.wrapping_sub(sent) as i64;
+        match &mut self.base_offset {
+            Some(m) => m.push(now, transit),
+            None => self.base_offset = Some(WindowedMin::new(BASE_BUCKET_NS, now, transit)),
+        }
+        self.jitter.update(transit);
+    }
+
+    /// Records `n` new events arriving at `now`.
+    pub fn count_events(&mut self, now: u64, n: u64) {
+        self.events += n;
+        let (start, count) = self.rate_window;
+        if now.saturating_sub(start) >= RATE_WINDOW_NS {
+            self.events_per_s = count as f64 * 1e9 / now.saturating_sub(start).max(1) as f64;
+            self.rate_window = (now, n);
+        } else {
+            self.rate_window.1 += n;
+        }
+    }
+
+    /// Records how long an event waited in the Sender (send time - origin), ns. A wait longer
+    /// than [`MAX_HOLD_NS`] is not the Sender's usual pace (it had no Receiver to send to, or
+    /// its host stalled) and is left out.
+    pub fn hold(&mut self, now: u64, hold_ns: i64) {
+        if hold_ns > MAX_HOLD_NS {
+            return;
+        }
+        match &mut self.hold_seen {
+            Some(m) => m.push(now, hold_ns),
+            None => self.hold_seen = Some(WindowedMax::new(HOLD_BUCKET_NS, now, hold_ns)),
+        }
+    }
+
+    /// Share of its datagrams that never arrived, percent.
+    pub fn loss_pct(&self) -> f64 {
+        match self.seq_range {
+            Some((lo, hi)) => {
+                let expected = (hi - lo + 1) as f64;
+                (100.0 * (expected - self.datagrams as f64) / expected).max(0.0)
+            }
+            None => 0.0,
+        }
+    }
+
+    /// What this peer needs of the playout delay at `now`, ns: the p99 of its events'
+    /// latency; while it has played too little in the last ten seconds for that to mean much,
+    /// at least the p99 of its datagrams' network latency plus the longest time its events
+    /// wait in the Sender. So the delay is right before anyone plays.
+    pub fn needs(&mut self, now: u64) -> Option<i64> {
+        let events = self.latency.p99(now);
+        if self.latency.len(now) >= MIN_EVENT_SAMPLES {
+            return events;
+        }
+        let hold = self
+            .hold_seen
+            .map(|m| m.get())
+            .max(self.hold_announced.map(|h| h.min(i64::MAX as u64) as i64))
+            .unwrap_or(0)
+            .max(0);
+        let net = self.net.p99(now).map(|n| n.saturating_add(hold));
+        events.max(net)
     }
 }
 
@@ -146,6 +224,12 @@ pub struct TableFull;
 pub struct PeerTable {
     /// Slot `i` holds the peer the audio thread knows as `i`.
     slots: Vec<Option<Peer>>,
+    /// Generation of each slot: bumped when the slot gets a new peer.
+    gens: [u16; MAX_PEERS],
+    /// Ids of departed senders with the highest datagram number seen from each, a ring.
+    tombstones: Vec<(u64, u64)>,
+    /// Next ring position of `tombstones`.
+    tomb_next: usize,
 }
 
 impl Default for PeerTable {
@@ -159,6 +243,9 @@ impl PeerTable {
     pub fn new() -> Self {
         Self {
             slots: (0..MAX_PEERS).map(|_| None).collect(),
+            gens: [0; MAX_PEERS],
+            tombstones: Vec::with_capacity(TOMBSTONES),
+            tomb_next: 0,
         }
     }
 
@@ -169,22 +256,30 @@ impl PeerTable {
             .position(|p| p.as_ref().is_some_and(|p| p.sender_id == sender_id))
     }
 
-    /// The slot of `sender_id`, adding it when new.
-    pub fn find_or_insert(
+    /// Whether a datagram numbered `seq` from `sender_id` belongs to a sender that left (or
+    /// was forgotten) recently: a replay. A sender that was forgotten after a silence (a
+    /// network outage longer than the timeout) and is still there sends higher numbers, and
+    /// is welcome back.
+    pub fn is_gone(&self, sender_id: u64, seq: u64) -> bool {
+        self.tombstones
+            .iter()
+            .any(|&(id, top)| id == sender_id && seq <= top)
+    }
+
+    /// Adds a new sender and returns its slot.
+    pub fn insert(
         &mut self,
         sender_id: u64,
         addr: SocketAddr,
         now: u64,
     ) -> Result<usize, TableFull> {
-        if let Some(i) = self.find(sender_id) {
-            return Ok(i);
-        }
         let i = self
             .slots
             .iter()
             .position(Option::is_none)
             .ok_or(TableFull)?;
-        self.slots[i] = Some(Peer::new(sender_id, addr, now));
+        self.gens[i] = self.gens[i].wrapping_add(1);
+        self.slots[i] = Some(Peer::new(sender_id, self.gens[i], addr, now));
         Ok(i)
     }
 
@@ -198,26 +293,27 @@ impl PeerTable {
         self.slots.get_mut(i).and_then(Option::as_mut)
     }
 
-    /// Forgets the peer in slot `i` and returns it.
+    /// Forgets the peer in slot `i`, remembers its id as departed, and returns it.
     pub fn remove(&mut self, i: usize) -> Option<Peer> {
-        self.slots.get_mut(i).and_then(Option::take)
-    }
-
-    /// Forgets peers silent since before `now - timeout` and returns how many went.
-    pub fn expire(&mut self, now: u64, timeout: u64) -> usize {
-        let mut n = 0;
-        for s in &mut self.slots {
-            if s.as_ref()
-                .is_some_and(|p| now.saturating_sub(p.last_seen) > timeout)
-            {
-                *s = None;
-                n += 1;
-            }
+        let p = self.slots.get_mut(i).and_then(Option::take)?;
+        let t = (p.sender_id, p.window.top().unwrap_or(0));
+        if self.tombstones.len() < TOMBSTONES {
+            self.tombstones.push(t);
+        } else {
+            self.tombstones[self.tomb_next] = t;
         }
-        n
+        self.tomb_next = (self.tomb_next + 1) % TOMBSTONES;
+        Some(p)
     }
 
-    /// The earliest time a peer may expire, for `poll_timeout`.
+    /// Slots of peers silent since before `now - timeout`.
+    pub fn silent(&self, now: u64, timeout: u64) -> impl Iterator<Item = usize> + '_ {
+        self.iter()
+            .filter(move |(_, p)| now.saturating_sub(p.last_seen) > timeout)
+            .map(|(i, _)| i)
+    }
+
+    /// The earliest time a peer may time out, for `poll_timeout`.
     pub fn next_expiry(&self, timeout: u64) -> Option<u64> {
         self.iter().map(|(_, p)| p.last_seen + timeout + 1).min()
     }
@@ -258,43 +354,72 @@ mod tests {
     }
 
     #[test]
-    fn capacity_is_bounded_and_slots_are_reused() {
+    fn capacity_generations_and_tombstones() {
         let mut t = PeerTable::new();
         for id in 0..MAX_PEERS as u64 {
-            t.find_or_insert(id, addr(1), 0).unwrap();
+            assert_eq!(t.insert(id, addr(1), 0), Ok(id as usize));
         }
-        assert_eq!(t.find_or_insert(999, addr(1), 0), Err(TableFull));
-        assert_eq!(t.find_or_insert(5, addr(1), 0), Ok(5));
+        assert_eq!(t.insert(999, addr(1), 0), Err(TableFull));
+        assert_eq!(t.find(5), Some(5));
+        let g = t.get(5).unwrap().gen;
+        t.get_mut(5).unwrap().window.accept(40);
         let gone = t.remove(5).unwrap();
         assert_eq!(gone.sender_id, 5);
-        assert_eq!(t.find_or_insert(999, addr(2), 0), Ok(5));
+        assert!(t.is_gone(5, 40));
+        assert!(t.is_gone(5, 3));
+        assert!(
+            !t.is_gone(5, 41),
+            "a forgotten sender that goes on is welcome back"
+        );
+        assert_eq!(t.insert(999, addr(2), 0), Ok(5));
+        assert_ne!(
+            t.get(5).unwrap().gen,
+            g,
+            "a reused slot has a new generation"
+        );
         assert_eq!(t.len(), MAX_PEERS);
+        // The ring of departed ids is bounded.
+        for id in 0..(TOMBSTONES as u64 + 10) {
+            let s = t.insert(10_000 + id, addr(3), 0).unwrap_or_else(|_| {
+                t.remove(0);
+                t.insert(10_000 + id, addr(3), 0).unwrap()
+            });
+            t.remove(s);
+        }
+        assert!(t.tombstones.len() <= TOMBSTONES);
+        assert!(t.is_gone(10_000 + TOMBSTONES as u64 + 9, 0));
     }
 
     #[test]
-    fn silent_peers_expire() {
+    fn silent_peers_and_loss() {
         let mut t = PeerTable::new();
-        t.find_or_insert(1, addr(1), 0).unwrap();
-        let j = t.find_or_insert(2, addr(2), 0).unwrap();
-        t.get_mut(j).unwrap().last_seen = 5_000_000_000;
-        assert_eq!(t.next_expiry(PEER_TIMEOUT_NS), Some(PEER_TIMEOUT_NS + 1));
-        assert_eq!(t.expire(PEER_TIMEOUT_NS + 1, PEER_TIMEOUT_NS), 1);
-        assert!(t.find(1).is_none());
-        assert!(t.find(2).is_some());
+        t.insert(1, addr(1), 0).unwrap();
+        let j = t.insert(2, addr(2), 0).unwrap();
+        let p = t.get_mut(j).unwrap();
+        for seq in [0, 1, 2, 4, 5, 9] {
+            p.datagram(5_000_000_000, seq, 4_990_000_000);
+        }
+        assert!((p.loss_pct() - 40.0).abs() < 1e-9);
+        assert_eq!(
+            t.next_expiry(DEFAULT_PEER_TIMEOUT_NS),
+            Some(DEFAULT_PEER_TIMEOUT_NS + 1)
+        );
+        let silent: Vec<_> = t
+            .silent(DEFAULT_PEER_TIMEOUT_NS + 1, DEFAULT_PEER_TIMEOUT_NS)
+            .collect();
+        assert_eq!(silent, vec![0]);
     }
 
     #[test]
-    fn windowed_min_ages_out() {
-        let s = WindowedMin::BUCKET_NS;
-        let mut m = WindowedMin::new(0, 100);
-        m.push(1, 50);
-        m.push(2, 70);
-        assert_eq!(m.get(), 50);
-        m.push(s, 80); // rotates: previous = 50
-        assert_eq!(m.get(), 50);
-        m.push(2 * s, 90); // rotates: previous = 80
-        assert_eq!(m.get(), 80);
-        m.push(5 * s, 120); // long silence: only the new sample counts
-        assert_eq!(m.get(), 120);
+    fn needs_covers_the_idle_case() {
+        let mut t = PeerTable::new();
+        let i = t.insert(1, addr(1), 0).unwrap();
+        let p = t.get_mut(i).unwrap();
+        assert_eq!(p.needs(0), None);
+        p.net.push(0, 40_000_000);
+        p.hold_announced = Some(2_000_000);
+        assert_eq!(p.needs(0), Some(42_000_000));
+        p.latency.push(0, 45_000_000);
+        assert_eq!(p.needs(0), Some(45_000_000));
     }
 }

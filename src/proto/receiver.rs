@@ -1,42 +1,82 @@
 //! The Receiver's protocol state machine, sans-IO: datagrams and the time go in, scheduled
-//! events, replies and the playout delay come out. It never touches a socket or reads a clock.
+//! items for the audio thread, replies and the playout delay come out. It never touches a
+//! socket or reads a clock.
+//!
+//! Checks, in order (each failure counted by reason, nothing already received affected):
+//! header; seal (a room with a code takes only datagrams sealed with its key, and answers the
+//! others with a bare "Refused", rate-limited); body; departed sender (a replay); epoch (a
+//! datagram made for an earlier run of this Receiver); duplicate datagram (sliding window);
+//! rate; then duplicate events (each event arrives several times, by design).
 //!
 //! Alignment: every event's origin time is put on the Receiver's timeline with the best clock
 //! information about its sender ([`ClockBasis`]): the Sender's direct clock exchange with us,
 //! else both machines' NTP offsets, else the fastest transit seen. Its one-way latency is then
-//! `arrival - origin`. The common playout delay `D` is the slowest active peer's p99 latency
+//! `arrival - origin`. The common playout delay `D` is the largest need of the active peers
 //! plus the margin (or the margin alone in fixed mode), and every event plays at
 //! `origin + D`: all players line up on the slowest one, and each keeps its own spacing.
-//! The audio thread adds `D` at playout time, so a change of `D` moves every waiting event
-//! together and never reorders or squeezes them.
+//! The audio thread adds `D` at playout time ([`crate::timing::playout::PlayoutGate`]).
 
 use super::event::{MidiMessage, TimedMessage};
-use super::peers::{ClockBasis, Peer, PeerTable, WindowedMin, MAX_PEERS, PEER_TIMEOUT_NS};
+use super::limit::TokenBucket;
+use super::peers::{ClockBasis, Peer, PeerTable, DEFAULT_PEER_TIMEOUT_NS, MAX_PEERS};
 pub use super::reject::{Reject, RejectReason, REJECT_REASONS};
 use super::replay::Verdict;
-use super::wire::{self, ClockSource, Datagram, PacketType, TimeReply, MAX_EVENTS_PER_DATAGRAM};
+use super::seal::RoomKey;
+use super::seen::Seen;
+use super::state::StateSnapshot;
+use super::wire::{
+    self, Body, ClockSource, Datagram, OpenError, PacketType, Prelude, TimeReply,
+    MAX_ACCEPTED_DATAGRAM, MAX_EVENTS_PER_DATAGRAM,
+};
 use crate::timing::playout::{PlayoutDelay, PlayoutMode};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-/// Most scheduled events waiting for the network thread to hand them to the audio thread.
-/// Past it the newest are dropped and counted.
+/// Most items waiting for the network thread to hand them to the audio thread. Past it the
+/// newest are dropped and counted.
 pub const MAX_PENDING: usize = 4096;
+/// Most replies waiting to be sent; past it requests are not answered (a flood of requests
+/// cannot grow memory).
+pub const MAX_PENDING_REPLIES: usize = 256;
+/// "Refused" notices per second, all sources together, and their burst: enough for a
+/// Sender with a wrong code to learn it within a second, too few to be worth forging.
+const REFUSALS_PER_S: f64 = 10.0;
+/// How long after the moment it describes a snapshot is applied, ns: later than any event it
+/// covers, whatever small corrections of the clock estimate came between, and still soon.
+const RECONCILE_AFTER_NS: u64 = 2_000_000;
+/// A clock report that moves a peer's mapping by more than this (and more than twice the
+/// error bounds) restarts its latency statistics, ns.
+const CLOCK_JUMP_NS: u64 = 1_000_000;
+const REFUSAL_BURST: f64 = 10.0;
 
-/// An event for the audio thread: what to play, from whom, and when.
+/// What the audio thread does with a scheduled item.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ScheduledEvent {
-    /// Receiver-timeline ns at which the event is due, before the playout delay.
-    pub due_ns: u64,
-    /// Slot of the peer in the [`PeerTable`] (`0..MAX_PEERS`).
-    pub peer: u8,
-    /// The message.
-    pub msg: MidiMessage,
+// Inline and `Copy` on purpose: boxing would allocate on the audio thread.
+#[allow(clippy::large_enum_variant)]
+pub enum Item {
+    /// Play this message.
+    Midi(MidiMessage),
+    /// The peer's state as of event `seq`: end what it no longer holds.
+    Reconcile(StateSnapshot),
+    /// The peer is gone: end everything it holds, drop anything of it still scheduled.
+    EndPeer,
 }
 
-/// Most clock-exchange replies waiting to be sent; past it requests are not answered (a
-/// flood of requests cannot grow memory).
-pub const MAX_PENDING_REPLIES: usize = 256;
+/// An item for the audio thread: what, from whom, and when.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScheduledEvent {
+    /// Receiver-timeline ns at which the item is due, before the playout delay.
+    pub due_ns: u64,
+    /// Event number of the item in its peer's stream (for `Reconcile`, the first number the
+    /// snapshot does not cover).
+    pub seq: u64,
+    /// Slot of the peer (`0..MAX_PEERS`, or the audio thread's own local slot).
+    pub peer: u8,
+    /// Generation of the slot.
+    pub gen: u16,
+    /// What to do.
+    pub item: Item,
+}
 
 /// This machine's NTP offset, as the network shell measured it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,12 +92,27 @@ pub struct NtpOffset {
 pub struct ReceiverStats {
     /// Datagrams accepted.
     pub datagrams: u64,
-    /// Events scheduled.
+    /// Distinct events scheduled.
     pub events: u64,
-    /// Rejected datagrams (or dropped events, for `QueueFull`) by [`RejectReason`] index.
+    /// Repeated copies of events already received (redundancy at work).
+    pub repeats: u64,
+    /// Rejected datagrams (or dropped items, for `QueueFull`) by [`RejectReason`] index.
     pub rejected: [u64; REJECT_REASONS],
-    /// Peers that left by Bye or went silent.
+    /// "Refused" notices sent.
+    pub refusals: u64,
+    /// Peers that left by Bye, went silent or were kicked.
     pub peers_gone: u64,
+}
+
+/// Why a peer left, reported by [`ReceiverCore::poll_peer_event`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// It said goodbye.
+    Bye,
+    /// It was silent for longer than the timeout.
+    Silent,
+    /// The user kicked it.
+    Kicked,
 }
 
 /// What one peer changed, reported by [`ReceiverCore::poll_peer_event`].
@@ -70,73 +125,141 @@ pub enum PeerEvent {
         /// Its id.
         sender_id: u64,
     },
-    /// The sender in `slot` said goodbye or went silent.
+    /// The sender in `slot` left.
     Left {
         /// Its slot.
         slot: u8,
         /// Its id.
         sender_id: u64,
+        /// Why.
+        reason: LeaveReason,
     },
+}
+
+/// A datagram to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reply {
+    /// Answer a clock request: its `t1` and our arrival time `t2`.
+    Time { to: SocketAddr, t1: u64, t2: u64 },
+    /// Tell `to` its datagram failed authentication.
+    Refused { to: SocketAddr },
+}
+
+/// How a Receiver is set up.
+#[derive(Clone, Debug)]
+pub struct ReceiverConfig {
+    /// Random id of this Receiver, in the header of its replies.
+    pub receiver_id: u64,
+    /// Random epoch of this run; Senders must echo it.
+    pub epoch: u32,
+    /// The room key.
+    pub key: Option<RoomKey>,
+    /// Accept plain (unsealed) datagrams too.
+    pub open_room: bool,
+    /// Safety margin of the playout delay, ns.
+    pub margin_ns: i64,
+    /// Align to the slowest peer, or a fixed delay.
+    pub mode: PlayoutMode,
+    /// A peer silent this long is forgotten, ns.
+    pub timeout_ns: u64,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        Self {
+            receiver_id: 0,
+            epoch: 0,
+            key: None,
+            open_room: true,
+            margin_ns: 5_000_000,
+            mode: PlayoutMode::Adaptive,
+            timeout_ns: DEFAULT_PEER_TIMEOUT_NS,
+        }
+    }
 }
 
 /// The Receiver side of the protocol.
 #[derive(Debug)]
 pub struct ReceiverCore {
+    /// Set-up (key, margin, mode, timeout change at run time).
+    config: ReceiverConfig,
     /// Every sender heard recently.
     peers: PeerTable,
-    /// Reused decode buffer.
+    /// Reused decode buffer for events.
     scratch: Vec<TimedMessage>,
-    /// Events ready for the audio thread.
-    events: VecDeque<ScheduledEvent>,
+    /// Items ready for the audio thread.
+    out: VecDeque<ScheduledEvent>,
     /// Joins and leaves not yet polled.
     peer_events: VecDeque<PeerEvent>,
-    /// Clock-exchange requests to answer: where, their `t1`, and our arrival time `t2`.
-    replies: VecDeque<(SocketAddr, u64, u64)>,
-    /// Random id of this Receiver, in the header of its replies.
-    receiver_id: u64,
+    /// Datagrams to send.
+    replies: VecDeque<Reply>,
+    /// Limits "Refused" notices.
+    refusals: TokenBucket,
     /// Sequence number of our next datagram.
     next_seq: u64,
     /// This machine's NTP offset, when known.
     ntp: Option<NtpOffset>,
     /// The common playout delay controller.
     playout: PlayoutDelay,
-    /// Safety margin added to the slowest peer's p99 (the "Default delay" parameter), ns.
-    margin_ns: i64,
-    /// Align to the slowest peer, or a fixed delay.
-    mode: PlayoutMode,
+    /// Longest recent host block of the Receiver, ns.
+    block_ns: u64,
+    /// Time of the first call (this run's start): events from before it were meant for an
+    /// earlier run and are not played.
+    started_ns: Option<u64>,
     /// Counters.
     stats: ReceiverStats,
 }
 
 impl ReceiverCore {
-    /// A Receiver with id `receiver_id` that knows no sender yet; `margin_ns` and `mode` are
-    /// the initial playout settings (see [`ReceiverCore::set_playout`]).
-    pub fn new(receiver_id: u64, margin_ns: i64, mode: PlayoutMode) -> Self {
+    /// A Receiver that knows no sender yet.
+    pub fn new(config: ReceiverConfig) -> Self {
         Self {
+            playout: PlayoutDelay::new(config.margin_ns),
+            block_ns: 0,
+            started_ns: None,
+            config,
             peers: PeerTable::new(),
             scratch: Vec::with_capacity(MAX_EVENTS_PER_DATAGRAM),
-            events: VecDeque::with_capacity(MAX_PENDING),
+            out: VecDeque::with_capacity(MAX_PENDING),
             peer_events: VecDeque::with_capacity(2 * MAX_PEERS),
             replies: VecDeque::with_capacity(MAX_PENDING_REPLIES),
-            receiver_id,
+            refusals: TokenBucket::new(REFUSALS_PER_S, REFUSAL_BURST),
             next_seq: 0,
             ntp: None,
-            playout: PlayoutDelay::new(margin_ns),
-            margin_ns,
-            mode,
             stats: ReceiverStats::default(),
         }
     }
 
     /// Sets the margin (ns) and the mode of the playout delay.
     pub fn set_playout(&mut self, margin_ns: i64, mode: PlayoutMode) {
-        self.margin_ns = margin_ns.max(0);
-        self.mode = mode;
+        self.config.margin_ns = margin_ns.max(0);
+        self.config.mode = mode;
+    }
+
+    /// Sets the silence timeout, ns.
+    pub fn set_timeout(&mut self, timeout_ns: u64) {
+        self.config.timeout_ns = timeout_ns;
+    }
+
+    /// Sets the room key and whether plain datagrams are accepted too.
+    pub fn set_room(&mut self, key: Option<RoomKey>, open_room: bool) {
+        self.config.key = key;
+        self.config.open_room = open_room;
     }
 
     /// Sets this machine's NTP offset (`None`: unknown).
     pub fn set_ntp(&mut self, ntp: Option<NtpOffset>) {
         self.ntp = ntp;
+    }
+
+    /// This machine's NTP offset, when known.
+    pub fn ntp(&self) -> Option<NtpOffset> {
+        self.ntp
+    }
+
+    /// The set-up in force.
+    pub fn config(&self) -> &ReceiverConfig {
+        &self.config
     }
 
     /// The common playout delay `D` in ns: every event plays at its origin time plus this.
@@ -159,39 +282,92 @@ impl ReceiverCore {
         r
     }
 
+    fn refuse(&mut self, now: u64, to: SocketAddr, len: usize) {
+        // Never larger than what provoked it (a bare header), and rate-limited overall.
+        if len >= wire::HEADER_LEN
+            && self.replies.len() < MAX_PENDING_REPLIES
+            && self.refusals.take(now)
+        {
+            self.replies.push_back(Reply::Refused { to });
+        }
+    }
+
     fn handle_inner(&mut self, now: u64, from: SocketAddr, bytes: &[u8]) -> Result<(), Reject> {
-        let (h, body) = wire::decode_header(bytes).map_err(Reject::Decode)?;
+        self.started_ns.get_or_insert(now);
+        let (h, _) = wire::decode_header(bytes).map_err(Reject::Decode)?;
+        if matches!(h.packet_type, PacketType::TimeReply | PacketType::Refused) {
+            // Only Receivers send these; one arriving here is not for us.
+            return Err(Reject::Unexpected);
+        }
+        let require_sealed = !self.config.open_room;
+        let mut buf = [0u8; MAX_ACCEPTED_DATAGRAM];
+        let body = match wire::open_body(
+            &h,
+            bytes,
+            self.config.key.as_ref(),
+            require_sealed,
+            &mut buf,
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                if matches!(e, OpenError::Unsealed | OpenError::AuthFailed) {
+                    self.refuse(now, from, bytes.len());
+                }
+                return Err(Reject::Open(e));
+            }
+        };
         // Decode the whole body before touching any state, so a bad datagram changes nothing.
-        let mut name = None;
-        let mut first_event_seq = 0;
-        let mut t1 = 0;
-        let mut report = None;
-        match h.packet_type {
-            PacketType::Events => {
-                first_event_seq =
-                    wire::decode_events(body, &mut self.scratch).map_err(Reject::Decode)?
+        let body = wire::decode_body(&h, body, &mut self.scratch).map_err(Reject::Decode)?;
+        if self.peers.find(h.sender_id).is_none() && self.peers.is_gone(h.sender_id, h.seq) {
+            return Err(Reject::Gone);
+        }
+        let Some(prelude) = body.prelude() else {
+            return Err(Reject::Unexpected);
+        };
+        if let Body::TimeRequest { prelude } = body {
+            // Answered without creating state: a request proves nothing yet. It refreshes a
+            // known peer once (a replayed request refreshes nothing).
+            if let Some(slot) = self.peers.find(h.sender_id) {
+                let p = self.peers.get_mut(slot).expect("slot was just found");
+                if p.window.accept(h.seq) != Verdict::New {
+                    return Err(Reject::Duplicate);
+                }
+                p.datagram(now, h.seq, prelude.sent_ns);
+                p.addr = from;
             }
-            PacketType::Hello => name = Some(wire::decode_hello(body).map_err(Reject::Decode)?),
-            PacketType::Bye => wire::decode_bye(body).map_err(Reject::Decode)?,
-            PacketType::TimeRequest => {
-                t1 = wire::decode_time_request(body).map_err(Reject::Decode)?
+            if self.replies.len() < MAX_PENDING_REPLIES {
+                self.replies.push_back(Reply::Time {
+                    to: from,
+                    t1: prelude.sent_ns,
+                    t2: now,
+                });
             }
-            PacketType::ClockReport => {
-                report = Some(wire::decode_clock_report(body).map_err(Reject::Decode)?)
+            self.stats.datagrams += 1;
+            return Ok(());
+        }
+        if prelude.epoch != self.config.epoch {
+            // A Sender that knew an earlier run of this Receiver: tell it the epoch now (an
+            // answer to the datagram's send time, which it recognises), instead of letting it
+            // find out at its next clock request.
+            if self.replies.len() < MAX_PENDING_REPLIES && self.refusals.take(now) {
+                self.replies.push_back(Reply::Time {
+                    to: from,
+                    t1: prelude.sent_ns,
+                    t2: now,
+                });
             }
-            // Only Receivers send replies; one arriving here is not for us.
-            PacketType::TimeReply => return Err(Reject::Unexpected),
+            return Err(Reject::StaleEpoch);
         }
         let slot = match self.peers.find(h.sender_id) {
             Some(s) => s,
             None => {
-                if h.packet_type == PacketType::Bye {
+                if matches!(body, Body::Bye { .. }) {
                     // Goodbye from a stranger: nothing to forget.
                     return Ok(());
                 }
                 let s = self
                     .peers
-                    .find_or_insert(h.sender_id, from, now)
+                    .insert(h.sender_id, from, now)
                     .map_err(|_| Reject::TooManyPeers)?;
                 self.peer_events.push_back(PeerEvent::Joined {
                     slot: s as u8,
@@ -204,144 +380,247 @@ impl ReceiverCore {
         if peer.window.accept(h.seq) != Verdict::New {
             return Err(Reject::Duplicate);
         }
+        if !peer.limiter.take(now) {
+            return Err(Reject::RateLimited);
+        }
         peer.addr = from;
-        peer.last_seen = now;
-        peer.datagrams += 1;
+        peer.datagram(now, h.seq, prelude.sent_ns);
         self.stats.datagrams += 1;
-        match h.packet_type {
-            PacketType::TimeReply => {}
-            PacketType::TimeRequest => {
-                if self.replies.len() < MAX_PENDING_REPLIES {
-                    self.replies.push_back((from, t1, now));
-                }
-            }
-            PacketType::ClockReport => {
-                peer.clock = report;
-            }
-            PacketType::Hello => {
-                let name = name.unwrap_or_default();
-                if peer.name != name {
+        let ntp = self.ntp;
+        let net = now as i64 - to_receiver_time(peer, ntp, prelude.sent_ns) as i64;
+        peer.net.push(now, net);
+        match body {
+            Body::Events {
+                first_event_seq, ..
+            } => self.events(now, slot, prelude, first_event_seq),
+            Body::State(s) => {
+                let peer = self.peers.get_mut(slot).expect("slot is occupied");
+                if peer.name != s.name {
                     peer.name.clear();
-                    peer.name.push_str(name);
+                    peer.name.push_str(s.name);
                 }
-            }
-            PacketType::Bye => {
-                self.forget(slot);
-            }
-            PacketType::Events => {
-                let n = self.scratch.len() as u64;
-                match peer.next_event_seq {
-                    Some(next) if first_event_seq > next => {
-                        peer.events_lost += first_event_seq - next;
-                        peer.next_event_seq = Some(first_event_seq + n);
-                    }
-                    Some(next) if first_event_seq + n > next => {
-                        peer.next_event_seq = Some(first_event_seq + n);
-                    }
-                    Some(_) => {
-                        // An older datagram arriving late (reordered): it fills a gap.
-                        peer.events_lost = peer.events_lost.saturating_sub(n);
-                    }
-                    None => peer.next_event_seq = Some(first_event_seq + n),
-                }
-                peer.events += n;
-                let d = self.playout.current();
-                let ntp = self.ntp;
-                // The fastest transit first, over the whole datagram, so that all its events
-                // are mapped with the same basis.
-                for ev in &self.scratch {
-                    observe_transit(peer, now, ev.time_ns);
-                }
-                for i in 0..self.scratch.len() {
-                    let ev = self.scratch[i];
-                    let origin = to_receiver_time(peer, ntp, ev.time_ns);
-                    let latency = now as i64 - origin as i64;
-                    peer.latency.push(now, latency);
-                    peer.jitter.update(latency);
-                    if latency > d {
-                        peer.late += 1;
-                    }
-                    if self.events.len() == MAX_PENDING {
-                        self.stats.rejected[RejectReason::QueueFull as usize] += 1;
-                        continue;
-                    }
-                    // A datagram that was overtaken keeps its own times: the audio thread's
-                    // schedule puts its events back in order.
-                    self.events.push_back(ScheduledEvent {
-                        due_ns: origin,
+                peer.hold_announced = Some(s.hold_ns);
+                peer.held_notes = s.snapshot.held_notes();
+                if peer.reconciled.is_none_or(|r| s.as_of_seq > r) {
+                    peer.reconciled = Some(s.as_of_seq);
+                    // After every event it covers (see `docs/protocol.md`, "State"), even
+                    // if the clock estimate moves a little before they arrive.
+                    let due = to_receiver_time(peer, ntp, s.as_of_ns)
+                        .saturating_add(RECONCILE_AFTER_NS)
+                        .max(peer.last_due.saturating_add(1));
+                    let item = ScheduledEvent {
+                        due_ns: due,
+                        seq: s.as_of_seq,
                         peer: slot as u8,
-                        msg: ev.msg,
-                    });
-                    self.stats.events += 1;
+                        gen: peer.gen,
+                        item: Item::Reconcile(s.snapshot),
+                    };
+                    self.forward(slot, item);
                 }
-                self.update_playout(now);
             }
+            Body::ClockReport { report, .. } => {
+                let peer = self.peers.get_mut(slot).expect("slot is occupied");
+                let before = peer.basis;
+                let moved = peer.clock.is_some_and(|old| {
+                    // How far the new estimate moves the Sender's present onto our timeline.
+                    let t = prelude.sent_ns;
+                    let jump = old.map(t).abs_diff(report.map(t));
+                    jump > CLOCK_JUMP_NS.max(2 * old.error_ns.max(report.error_ns))
+                });
+                peer.clock = Some(report);
+                let after = basis_of(peer, ntp);
+                if after != before || moved {
+                    // Latencies measured on another basis, or before a correction larger than
+                    // the error bounds, are not comparable with the new ones.
+                    peer.latency.clear();
+                    peer.net.clear();
+                    peer.jitter.restart();
+                    peer.basis = after;
+                }
+            }
+            Body::Bye { .. } => self.forget(slot, LeaveReason::Bye),
+            Body::TimeRequest { .. } | Body::TimeReply { .. } | Body::Refused => {}
         }
         Ok(())
     }
 
-    fn forget(&mut self, slot: usize) {
-        if let Some(p) = self.peers.remove(slot) {
-            self.stats.peers_gone += 1;
-            self.peer_events.push_back(PeerEvent::Left {
-                slot: slot as u8,
-                sender_id: p.sender_id,
-            });
+    /// Schedules the new events of an Events datagram from the peer in `slot`.
+    fn events(&mut self, now: u64, slot: usize, prelude: Prelude, first: u64) {
+        let d = self.playout.current();
+        // (Minus 100 ms: the fastest-transit estimate of a new peer's clock can place its
+        // first events a little early, by its jitter.)
+        let started = self.started_ns.unwrap_or(0).saturating_sub(100_000_000);
+        let ntp = self.ntp;
+        let mut fresh = 0;
+        for i in 0..self.scratch.len() {
+            let ev = self.scratch[i];
+            let seq = first + i as u64;
+            let peer = self.peers.get_mut(slot).expect("slot is occupied");
+            match peer.seen.accept(seq) {
+                Seen::New => {}
+                Seen::Duplicate | Seen::TooOld => {
+                    self.stats.repeats += 1;
+                    continue;
+                }
+            }
+            let origin = to_receiver_time(peer, ntp, ev.time_ns);
+            if origin < started {
+                // Repeated to us after we restarted: it was played (or not) by our last run.
+                self.stats.repeats += 1;
+                continue;
+            }
+            fresh += 1;
+            let latency = now as i64 - origin as i64;
+            peer.latency.push(now, latency);
+            peer.hold(now, prelude.sent_ns as i64 - ev.time_ns as i64);
+            if latency > d {
+                peer.late += 1;
+            }
+            let item = ScheduledEvent {
+                due_ns: origin,
+                seq,
+                peer: slot as u8,
+                gen: peer.gen,
+                item: Item::Midi(ev.msg),
+            };
+            self.forward(slot, item);
+        }
+        if let Some(p) = self.peers.get_mut(slot) {
+            p.count_events(now, fresh);
         }
     }
 
-    /// Recomputes the common playout delay from the active peers' p99 latencies.
-    fn update_playout(&mut self, now: u64) {
-        let mode = self.mode;
-        let margin = self.margin_ns;
-        let p99s = self
-            .peers
-            .iter_mut()
-            .filter_map(|(_, p)| p.latency.p99(now));
-        self.playout.update(now, p99s, margin, mode);
+    /// Queues an item of the peer in `slot` for the audio thread, or counts it dropped.
+    fn forward(&mut self, slot: usize, item: ScheduledEvent) {
+        if let Some(p) = self.peers.get_mut(slot) {
+            p.last_due = p.last_due.max(item.due_ns);
+        }
+        if self.out.len() >= MAX_PENDING {
+            self.stats.rejected[RejectReason::QueueFull as usize] += 1;
+            return;
+        }
+        if matches!(item.item, Item::Midi(_)) {
+            self.stats.events += 1;
+        }
+        self.out.push_back(item);
     }
 
-    /// The next datagram to send (answers to clock-exchange requests), with its destination.
-    /// `now` is the send time written into the answer.
+    /// Forgets the peer in `slot` and schedules the end of its notes after its last item
+    /// (at once when kicked).
+    fn forget(&mut self, slot: usize, reason: LeaveReason) {
+        let Some(p) = self.peers.remove(slot) else {
+            return;
+        };
+        self.stats.peers_gone += 1;
+        let due = if reason == LeaveReason::Kicked {
+            0
+        } else {
+            p.last_due
+        };
+        let end = ScheduledEvent {
+            due_ns: due,
+            seq: u64::MAX,
+            peer: slot as u8,
+            gen: p.gen,
+            item: Item::EndPeer,
+        };
+        // The end of a peer is never dropped: it may be the only way its notes stop.
+        self.out.push_back(end);
+        self.peer_events.push_back(PeerEvent::Left {
+            slot: slot as u8,
+            sender_id: p.sender_id,
+            reason,
+        });
+    }
+
+    /// Forgets the peer in `slot` now and ends its notes at once (the editor's "kick").
+    pub fn kick(&mut self, slot: usize) {
+        self.forget(slot, LeaveReason::Kicked);
+    }
+
+    /// Recomputes the common playout delay from the active peers' needs.
+    fn update_playout(&mut self, now: u64) {
+        let (margin, mode) = (self.config.margin_ns, self.config.mode);
+        let block = self.block_ns.min(i64::MAX as u64) as i64;
+        let needs = self
+            .peers
+            .iter_mut()
+            .filter_map(|(_, p)| p.needs(now))
+            .map(|n| n.saturating_add(block));
+        self.playout.update(now, needs, margin, mode);
+    }
+
+    /// Sets the longest recent block of the Receiver's host, ns: an event must arrive before
+    /// the block that holds its sample starts, so a peer needs that much more delay.
+    pub fn set_block(&mut self, block_ns: u64) {
+        self.block_ns = block_ns;
+    }
+
+    /// The longest recent block of the Receiver's host, as last set, ns.
+    pub fn block_ns(&self) -> u64 {
+        self.block_ns
+    }
+
+    /// The next datagram to send (answers to clock requests, refusals), with its
+    /// destination. `now` is the send time written into an answer.
     pub fn poll_transmit(&mut self, now: u64) -> Option<(SocketAddr, Datagram)> {
-        let (to, t1, t2) = self.replies.pop_front()?;
+        let r = self.replies.pop_front()?;
         let seq = self.next_seq;
         self.next_seq += 1;
-        let d = wire::encode_time_reply(self.receiver_id, seq, &TimeReply { t1, t2, t3: now });
-        Some((to, d))
+        Some(match r {
+            Reply::Time { to, t1, t2 } => {
+                let prelude = Prelude {
+                    sent_ns: now,
+                    epoch: self.config.epoch,
+                };
+                let d = wire::encode_time_reply(
+                    self.config.receiver_id,
+                    seq,
+                    prelude,
+                    &TimeReply { t1, t2 },
+                );
+                (to, d.seal_with(self.config.key.as_ref()))
+            }
+            Reply::Refused { to } => {
+                self.stats.refusals += 1;
+                (to, wire::encode_refused(self.config.receiver_id, seq))
+            }
+        })
     }
 
     /// Time has reached `now`: forgets peers that went silent, updates the playout delay.
     pub fn handle_timeout(&mut self, now: u64) {
+        self.started_ns.get_or_insert(now);
         self.update_playout(now);
+        let timeout = self.config.timeout_ns;
         for slot in 0..MAX_PEERS {
             if self
                 .peers
                 .get(slot)
-                .is_some_and(|p| now.saturating_sub(p.last_seen) > PEER_TIMEOUT_NS)
+                .is_some_and(|p| now.saturating_sub(p.last_seen) > timeout)
             {
-                self.forget(slot);
+                self.forget(slot, LeaveReason::Silent);
             }
         }
     }
 
     /// When `handle_timeout` wants to be called next: at the next peer expiry, and at least
-    /// every 10 ms while the playout delay may still change.
+    /// every 10 ms while there are peers (the playout delay follows them).
     pub fn poll_timeout(&self, now: u64) -> Option<u64> {
-        let expiry = self.peers.next_expiry(PEER_TIMEOUT_NS);
-        let playout = (!self.peers.is_empty()).then_some(now + 10_000_000);
+        let expiry = self.peers.next_expiry(self.config.timeout_ns);
+        let playout = (!self.peers.is_empty()).then_some(now.saturating_add(10_000_000));
         expiry.into_iter().chain(playout).min()
     }
 
-    /// The next event for the audio thread.
+    /// The next item for the audio thread.
     pub fn poll_event(&mut self) -> Option<ScheduledEvent> {
-        self.events.pop_front()
+        self.out.pop_front()
     }
 
-    /// Puts back an event the caller could not hand on (its queue was full), so it is retried
+    /// Puts back an item the caller could not hand on (its queue was full), so it is retried
     /// first next time instead of lost.
     pub fn unpoll_event(&mut self, ev: ScheduledEvent) {
-        self.events.push_front(ev);
+        self.out.push_front(ev);
     }
 
     /// The next join or leave.
@@ -354,42 +633,51 @@ impl ReceiverCore {
         &self.peers
     }
 
+    /// The senders heard recently, mutably (for their statistics).
+    pub fn peers_mut(&mut self) -> &mut PeerTable {
+        &mut self.peers
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> &ReceiverStats {
         &self.stats
     }
 }
 
-/// Records the transit `now - t` of an event with origin `t` (sender timeline) that arrived
-/// at `now`, for the fastest-transit basis.
-fn observe_transit(peer: &mut Peer, now: u64, t: u64) {
-    let transit = now.wrapping_sub(t) as i64;
-    match &mut peer.base_offset {
-        Some(m) => m.push(now, transit),
-        None => peer.base_offset = Some(WindowedMin::new(now, transit)),
+/// Which clock information puts this peer's times on our timeline.
+fn basis_of(peer: &Peer, ntp: Option<NtpOffset>) -> ClockBasis {
+    match (peer.clock, ntp) {
+        (Some(c), _) if c.source == ClockSource::Direct => ClockBasis::Direct,
+        (Some(c), Some(_)) if c.source == ClockSource::Ntp => ClockBasis::Ntp,
+        _ => ClockBasis::FastestTransit,
     }
 }
 
-/// Puts a peer's origin time `t` on our timeline with the best clock information there is,
-/// and records which basis was used.
-fn to_receiver_time(peer: &mut Peer, ntp: Option<NtpOffset>, t: u64) -> u64 {
-    match (peer.clock, ntp) {
-        (Some(c), _) if c.source == ClockSource::Direct => {
-            peer.basis = ClockBasis::Direct;
-            c.map(t)
-        }
-        (Some(c), Some(own)) if c.source == ClockSource::Ntp => {
+/// Puts a peer's time `t` (its clock) on our timeline with the best clock information there
+/// is, and records which basis was used.
+pub(crate) fn to_receiver_time(peer: &mut Peer, ntp: Option<NtpOffset>, t: u64) -> u64 {
+    let basis = basis_of(peer, ntp);
+    if basis != peer.basis {
+        peer.latency.clear();
+        peer.net.clear();
+        peer.jitter.restart();
+        peer.basis = basis;
+    }
+    match (basis, peer.clock, ntp) {
+        (ClockBasis::Direct, Some(c), _) => c.map(t),
+        (ClockBasis::Ntp, Some(c), Some(own)) => {
             // Sender time -> UTC -> our time.
-            peer.basis = ClockBasis::Ntp;
             c.map(t).wrapping_add_signed(own.offset_ns.wrapping_neg())
         }
         _ => {
-            peer.basis = ClockBasis::FastestTransit;
             let base = peer.base_offset.map_or(0, |m| m.get());
             t.wrapping_add_signed(base)
         }
     }
 }
+
+mod report;
+pub use report::{peer_clock, push_history};
 
 #[cfg(test)]
 #[path = "receiver/tests.rs"]

@@ -1,26 +1,34 @@
 //! Why a datagram (or an event) was dropped: one counter per reason, for the editors and the
 //! tests. Every rejection is counted; none is silent.
 
-use super::wire::DecodeError;
+use super::wire::{DecodeError, OpenError};
 
-/// Why a datagram was dropped, for counting. Decode errors map one to one.
+/// Why a datagram was dropped. Decode and open errors map one to one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reject {
     /// The datagram did not decode.
     Decode(DecodeError),
-    /// Already received (network duplicate) or too old to tell.
+    /// Its body could not be opened (unsealed in a room with a code, wrong key, forged).
+    Open(OpenError),
+    /// Already received (network duplicate or replay) or too old to tell.
     Duplicate,
     /// A packet type this side never receives (a reply sent to a Receiver).
     Unexpected,
+    /// Made for an earlier run of this Receiver (its epoch differs): stale or replayed.
+    StaleEpoch,
+    /// From a Sender this Receiver has already forgotten (it left or timed out): a replay.
+    Gone,
     /// A new sender while [`MAX_PEERS`](super::peers::MAX_PEERS) are already known.
     TooManyPeers,
+    /// The sender exceeds its datagram rate.
+    RateLimited,
 }
 
 /// Number of distinct [`RejectReason`] values.
-pub const REJECT_REASONS: usize = 18;
+pub const REJECT_REASONS: usize = 24;
 
 /// A flat reason index for counters, stable for the editor and tests. Each variant is
-/// described by [`RejectReason::label`] and by the [`DecodeError`] of the same name.
+/// described by [`RejectReason::label`] and by the error of the same name.
 #[allow(missing_docs)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -39,9 +47,15 @@ pub enum RejectReason {
     NameTooLong,
     Empty,
     InvalidField,
+    Unsealed,
+    AuthFailed,
+    NoKey,
     Unexpected,
     Duplicate,
+    StaleEpoch,
+    Gone,
     TooManyPeers,
+    RateLimited,
     QueueFull,
 }
 
@@ -62,9 +76,15 @@ impl RejectReason {
         Self::NameTooLong,
         Self::Empty,
         Self::InvalidField,
+        Self::Unsealed,
+        Self::AuthFailed,
+        Self::NoKey,
         Self::Unexpected,
         Self::Duplicate,
+        Self::StaleEpoch,
+        Self::Gone,
         Self::TooManyPeers,
+        Self::RateLimited,
         Self::QueueFull,
     ];
 
@@ -73,8 +93,8 @@ impl RejectReason {
         match self {
             Self::TooShort => "too short",
             Self::TooLong => "too long",
-            Self::BadMagic => "bad magic",
-            Self::UnsupportedVersion => "unsupported version",
+            Self::BadMagic => "not UDP MIDI",
+            Self::UnsupportedVersion => "other version",
             Self::UnknownType => "unknown type",
             Self::ReservedBits => "reserved bits",
             Self::Malformed => "malformed",
@@ -85,9 +105,15 @@ impl RejectReason {
             Self::NameTooLong => "name too long",
             Self::Empty => "empty",
             Self::InvalidField => "invalid field",
+            Self::Unsealed => "no room code",
+            Self::AuthFailed => "wrong code / forged",
+            Self::NoKey => "sealed, no key",
             Self::Unexpected => "unexpected type",
-            Self::Duplicate => "duplicate",
+            Self::Duplicate => "duplicate / replay",
+            Self::StaleEpoch => "stale session",
+            Self::Gone => "sender gone",
             Self::TooManyPeers => "too many peers",
+            Self::RateLimited => "rate limited",
             Self::QueueFull => "queue full",
         }
     }
@@ -112,9 +138,34 @@ impl From<Reject> for RejectReason {
                 DecodeError::Empty => Self::Empty,
                 DecodeError::InvalidField => Self::InvalidField,
             },
+            Reject::Open(e) => match e {
+                OpenError::Unsealed => Self::Unsealed,
+                OpenError::AuthFailed => Self::AuthFailed,
+                OpenError::NoKey => Self::NoKey,
+                OpenError::TooShort => Self::TooShort,
+            },
             Reject::Duplicate => Self::Duplicate,
             Reject::Unexpected => Self::Unexpected,
+            Reject::StaleEpoch => Self::StaleEpoch,
+            Reject::Gone => Self::Gone,
             Reject::TooManyPeers => Self::TooManyPeers,
+            Reject::RateLimited => Self::RateLimited,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_and_labels_are_distinct() {
+        for (i, r) in RejectReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        let mut labels: Vec<_> = RejectReason::ALL.iter().map(|r| r.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), REJECT_REASONS);
     }
 }

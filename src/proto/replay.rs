@@ -35,6 +35,11 @@ impl ReplayWindow {
         Self::default()
     }
 
+    /// The highest sequence number accepted, if any.
+    pub fn top(&self) -> Option<u64> {
+        self.top
+    }
+
     /// Checks `seq` without recording it.
     pub fn check(&self, seq: u64) -> Verdict {
         let Some(top) = self.top else {

@@ -10,6 +10,21 @@ use super::receiver::ScheduledEvent;
 /// Default capacity: about 20 s of dense playing (200 events/s) from 20 players.
 pub const SCHEDULE_CAPACITY: usize = 4096;
 
+/// Where a host block lies on the session timeline, for [`Schedule::pop_due`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockSpan {
+    /// Session time of the block's first sample, ns.
+    pub start_ns: u64,
+    /// Samples in the block.
+    pub n: u32,
+    /// Duration of one sample, ns.
+    pub ns_per_sample: f64,
+    /// Events due before this are late: the block's start, or the previous block's end when
+    /// that was earlier (the line moved forward between the two: what falls in the gap is
+    /// played at offset 0 but is not late).
+    pub late_before_ns: u64,
+}
+
 /// A full schedule hands the event back, as `rtrb` does with a full queue.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Full(pub ScheduledEvent);
@@ -87,30 +102,25 @@ impl Schedule {
         self.head = 0;
     }
 
-    /// Pops the earliest event if it plays in the block of `n` samples starting at `start_ns`
-    /// (session time, `ns_per_sample` apart), at an offset no later than `limit`. An event plays
-    /// at `due_ns + delay_ns`; its offset is that time's sample in the block, or 0 when that time
-    /// has already passed (then `late` is true). Returns `(offset, event, late)`.
+    /// Pops the earliest event if it plays in `block`, at an offset no later than `limit`. An
+    /// event plays at `due_ns + delay_ns`; its offset is that time's sample in the block, or 0
+    /// when that time has already passed (then `late` is true, unless it fell between the
+    /// previous block's end and this block's start, where the host clock's line moved).
+    /// Returns `(offset, event, late)`.
     pub fn pop_due(
         &mut self,
-        start_ns: u64,
-        n: u32,
-        ns_per_sample: f64,
+        block: &BlockSpan,
         delay_ns: u64,
         limit: Option<u32>,
     ) -> Option<(u32, ScheduledEvent, bool)> {
         let ev = self.peek()?;
-        let (offset, late) = offset_in_block(
-            ev.due_ns.saturating_add(delay_ns),
-            start_ns,
-            ns_per_sample,
-            n,
-        )?;
+        let play = ev.due_ns.saturating_add(delay_ns);
+        let (offset, late) = offset_in_block(play, block.start_ns, block.ns_per_sample, block.n)?;
         if limit.is_some_and(|l| offset > l) {
             return None;
         }
         let ev = self.pop()?;
-        Some((offset, ev, late))
+        Some((offset, ev, late && play < block.late_before_ns))
     }
 
     fn compact(&mut self) {
@@ -167,37 +177,49 @@ mod tests {
         let nps = 1e9 / 48_000.0;
         let mut s = Schedule::with_capacity(8);
         let start = 10_000_000_000u64;
+        let block = BlockSpan {
+            start_ns: start,
+            n: 512,
+            ns_per_sample: nps,
+            late_before_ns: start - 500,
+        };
         s.insert(ev(start - 1000, 1)).unwrap(); // late
         s.insert(ev(start + (100.0 * nps) as u64, 2)).unwrap();
         s.insert(ev(start + (300.0 * nps) as u64, 3)).unwrap();
         let delay = (50.0 * nps) as u64;
         assert_eq!(
-            s.pop_due(start, 512, nps, delay, None).map(|x| (x.0, x.2)),
+            s.pop_due(&block, delay, None).map(|x| (x.0, x.2)),
             Some((50, false))
         );
-        assert_eq!(s.pop_due(start, 512, nps, delay, Some(149)), None);
-        assert_eq!(
-            s.pop_due(start, 512, nps, delay, Some(150)).map(|x| x.0),
-            Some(150)
-        );
-        assert_eq!(
-            s.pop_due(start, 512, nps, delay, None).map(|x| x.0),
-            Some(350)
-        );
+        assert_eq!(s.pop_due(&block, delay, Some(149)), None);
+        assert_eq!(s.pop_due(&block, delay, Some(150)).map(|x| x.0), Some(150));
+        assert_eq!(s.pop_due(&block, delay, None).map(|x| x.0), Some(350));
         assert!(s.is_empty());
-        s.insert(ev(start - 1, 4)).unwrap();
-        assert_eq!(s.pop_due(start, 512, nps, 0, None).map(|x| x.2), Some(true));
+        s.insert(ev(start - 1000, 4)).unwrap();
+        assert_eq!(
+            s.pop_due(&block, 0, None).map(|x| (x.0, x.2)),
+            Some((0, true))
+        );
+        // In the gap between the previous block's end and this start: offset 0, not late.
+        s.insert(ev(start - 100, 5)).unwrap();
+        assert_eq!(
+            s.pop_due(&block, 0, None).map(|x| (x.0, x.2)),
+            Some((0, false))
+        );
     }
     use crate::proto::event::MidiMessage;
+    use crate::proto::receiver::Item;
 
     fn ev(due: u64, tag: u8) -> ScheduledEvent {
         ScheduledEvent {
             due_ns: due,
+            seq: tag as u64,
             peer: tag,
-            msg: MidiMessage::ProgramChange {
+            gen: 1,
+            item: Item::Midi(MidiMessage::ProgramChange {
                 channel: 0,
                 program: tag,
-            },
+            }),
         }
     }
 
