@@ -2,27 +2,51 @@
 //!
 //! The network thread feeds it the events the audio thread stamped ([`SenderCore::push_event`]),
 //! tells it where each host block ends ([`SenderCore::end_block`]) and what time it is
-//! ([`SenderCore::handle_timeout`]), and sends whatever [`SenderCore::poll_transmit`] returns,
-//! waking up again at [`SenderCore::poll_timeout`].
+//! ([`SenderCore::handle_timeout`]), hands it what arrives ([`SenderCore::handle_datagram`]),
+//! and sends whatever [`SenderCore::poll_transmit`] returns, waking up again at
+//! [`SenderCore::poll_timeout`].
 //!
-//! It also runs the Sender's half of the direct clock exchange (NTP's four timestamps, RFC 5905
-//! §8) against its Receiver, filters the samples ([`ClockFilter`]) and reports the resulting
-//! offset and skew to the Receiver, or its NTP offset while the exchange has not converged.
+//! What it sends:
+//! - **TimeRequests**, from the start: NTP's four-timestamp exchange (RFC 5905 §8) with the
+//!   Receiver, filtered by [`ClockFilter`]. The first authenticated reply also tells the
+//!   Receiver's epoch; nothing else is sent before it (events wait, up to [`MAX_PENDING`]).
+//! - **Events**: the events of each host block, plus repeats of the last
+//!   [`SenderCore::redundancy`] batches (redundancy, in the spirit of Network MIDI 2.0's
+//!   forward error correction), and after the last batch a few datagrams of repeats only, so
+//!   that a single loss never loses an event and no retransmission is ever waited for.
+//! - **State**: name, timing needs and a snapshot of what is held (notes, pedal, bend,
+//!   program), once a second and shortly after playing stops (RTP-MIDI's recovery journal
+//!   idea, RFC 6295): the Receiver ends notes whose note-off was lost.
+//! - **ClockReports**: the clock estimate (direct exchange once converged, else NTP).
+//! - On [`SenderCore::close`]: note-offs for what it held, then **Bye**.
 
 use super::event::TimedMessage;
 use super::receiver::NtpOffset;
-use super::wire::{self, ClockReport, ClockSource, Datagram, DecodeError, PacketType};
+use super::reject::Reject;
+use super::seal::RoomKey;
+use super::state::StateSnapshot;
+use super::wire::{self, Body, ClockReport, ClockSource, Datagram, PacketType, Prelude, StateBody};
 use crate::timing::clock_filter::ClockFilter;
+use crate::timing::windowed::WindowedMax;
 use std::collections::VecDeque;
 
-/// How often a Hello (name and heartbeat) goes out, in ns. The Receiver forgets a sender
-/// after ten missed heartbeats (`peers::PEER_TIMEOUT_NS`).
-pub const HELLO_INTERVAL_NS: u64 = 1_000_000_000;
-
-/// Time between clock-exchange requests once the filter has converged: a few per second keep
-/// the minimum-delay samples fresh (NTP's clock filter keeps its best of 8, RFC 5905 §10) at a
-/// cost of about 100 bytes per request and reply.
-pub const TIME_REQUEST_INTERVAL_NS: u64 = 250_000_000;
+/// Heartbeat period: a State datagram (snapshot included) at least this often, ns.
+pub const STATE_INTERVAL_NS: u64 = 1_000_000_000;
+/// A State goes out this long after the last Events datagram, ns: a lost final note-off is
+/// repaired about this soon after playing stops.
+pub const IDLE_STATE_DELAY_NS: u64 = 50_000_000;
+/// Spacing of the repeat-only datagrams after the last batch, ns.
+pub const TAIL_REPEAT_NS: u64 = 10_000_000;
+/// Batches repeated in each datagram unless configured otherwise.
+pub const DEFAULT_REDUNDANCY: usize = 2;
+/// Most batches that can be repeated.
+pub const MAX_REDUNDANCY: usize = 8;
+/// Time between clock-exchange requests once converged. The filter's accuracy comes from its
+/// fastest samples, so the more samples, the closer the fastest ones are to the true minimum
+/// delay: ten a second (about 750 bytes a second each way, sealed) bring the offset within
+/// about 10 us within a minute even on a path with 4 ms of exponential jitter, and double as
+/// keepalives.
+pub const TIME_REQUEST_INTERVAL_NS: u64 = 100_000_000;
 /// Time between requests while converging (the first [`FAST_REQUESTS`]).
 pub const TIME_REQUEST_FAST_NS: u64 = 50_000_000;
 /// Requests sent at the fast rate after start.
@@ -30,28 +54,50 @@ pub const FAST_REQUESTS: u32 = 40;
 /// How often the Sender reports its clock estimate even when it has not changed.
 pub const REPORT_INTERVAL_NS: u64 = 1_000_000_000;
 /// A change of the estimate larger than this is reported at once, ns.
-pub const REPORT_CHANGE_NS: i64 = 20_000;
+pub const REPORT_CHANGE_NS: i64 = 5_000;
+/// No valid reply for this long: the link shows "no reply", ns.
+pub const REPLY_TIMEOUT_NS: u64 = 2_000_000_000;
 /// Requests remembered, to match replies (a reply to anything else is dropped).
 const OUTSTANDING: usize = 16;
+/// Send times remembered, to recognise a restarted Receiver's epoch notice.
+const RECENT_SENDS: usize = 64;
+/// Most events waiting to be sent (no Receiver answering yet, or a huge burst). Past it the
+/// oldest are dropped and counted: they would be far too late anyway.
+pub const MAX_PENDING: usize = 4096;
+/// Hold announced before any event was sent, ns: the network thread's 1 ms poll plus the
+/// host's usual lateness.
+pub const DEFAULT_HOLD_NS: u64 = 2_000_000;
+/// Window over which the largest hold is kept, ns (two buckets of half of it).
+const HOLD_WINDOW_NS: u64 = 10_000_000_000;
 
-/// Most events waiting for their block to end. The audio queue holds at most as many, so
-/// this is only reached when blocks never end (a host that stops mid-block): then the oldest
-/// are sent early rather than kept forever.
-pub const MAX_BATCH: usize = 4096;
+/// Where the Sender stands with its Receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// No authenticated reply (yet, or for [`REPLY_TIMEOUT_NS`]).
+    NoReply,
+    /// The Receiver answers.
+    Connected,
+    /// The Receiver said our datagrams fail authentication: the room code differs.
+    Refused,
+}
 
 /// Counters of what the Sender did, for the editor and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SenderStats {
-    /// Events handed to datagrams.
+    /// Events sent (each counted once, repeats not included).
     pub events_sent: u64,
-    /// Datagrams produced (events, hello and bye).
+    /// Events dropped unsent (no Receiver for too long).
+    pub events_dropped: u64,
+    /// Datagrams produced.
     pub datagrams: u64,
     /// Bytes produced.
     pub bytes: u64,
     /// Clock-exchange replies accepted.
     pub replies: u64,
-    /// Datagrams received that were not a valid reply to us.
+    /// Datagrams received that were not valid replies to us.
     pub rejected: u64,
+    /// "Refused" notices received.
+    pub refused: u64,
 }
 
 /// The Sender's view of its clock against the Receiver's, for the editor.
@@ -72,32 +118,77 @@ pub struct ClockStatus {
 /// The Sender side of the protocol.
 #[derive(Debug)]
 pub struct SenderCore {
-    /// Random id chosen at instantiation; identifies this Sender to every Receiver.
+    /// Random id drawn when the network thread started; identifies this Sender.
     sender_id: u64,
-    /// Display name sent in Hello.
+    /// Display name sent in State.
     name: String,
+    /// The room key, when a code is set (else datagrams go out plain, for open rooms).
+    key: Option<RoomKey>,
     /// Sequence number of the next datagram.
     next_seq: u64,
-    /// Sequence number of the next event.
-    next_event_seq: u64,
-    /// Events of the block in progress.
-    batch: Vec<TimedMessage>,
-    /// Datagrams ready to send.
-    transmits: VecDeque<Datagram>,
-    /// When the next Hello is due; `None` until the first `handle_timeout`.
-    next_hello: Option<u64>,
-    /// Whether `close` was called.
+    /// Events pushed but not sent yet; the first has number `pending_first`.
+    pending: VecDeque<TimedMessage>,
+    /// Event number of `pending[0]`.
+    pending_first: u64,
+    /// How many of `pending` belong to blocks that have ended (may be sent).
+    sendable: usize,
+    /// Events of the last `redundancy` datagrams, oldest first; the last has number
+    /// `pending_first - 1`.
+    sent: VecDeque<TimedMessage>,
+    /// Number of new events in each of those datagrams, oldest first.
+    sent_counts: VecDeque<usize>,
+    /// Batches repeated in each datagram.
+    redundancy: usize,
+    /// Work space for building a batch.
+    scratch: Vec<TimedMessage>,
+    /// Repeat-only datagrams still to send after the last batch.
+    tail_left: usize,
+    /// When the next repeat-only datagram is due.
+    next_tail: u64,
+    /// A repeat-only datagram should go out.
+    tail_pending: bool,
+    /// State after every event sent (what the Receiver can know).
+    sent_state: StateSnapshot,
+    /// State after every event pushed (what to release on close).
+    pushed_state: StateSnapshot,
+    /// Latest origin time among the events sent.
+    as_of_ns: Option<u64>,
+    /// Largest `send time - origin` of recent events (`None` before the first).
+    hold: Option<WindowedMax>,
+    /// What to announce as the hold before any event was sent, ns.
+    hold_hint: u64,
+    /// The Receiver's epoch, once a reply told it.
+    epoch: Option<u32>,
+    /// The Receiver's id (from its replies).
+    receiver_id: Option<u64>,
+    /// Where we stand.
+    link: Link,
+    /// Time of the last valid reply.
+    last_reply: Option<u64>,
+    /// When the next heartbeat State is due (`None`: at once).
+    next_state: Option<u64>,
+    /// When a State is due because playing stopped.
+    idle_state_at: Option<u64>,
+    /// A State should go out.
+    state_pending: bool,
+    /// `close` was called.
     closed: bool,
+    /// The Bye is still to be sent.
+    bye_pending: bool,
     /// Filter of the direct clock exchange.
     filter: ClockFilter,
     /// `t1` of the last requests, to match replies.
     outstanding: [u64; OUTSTANDING],
+    /// Send times of the last datagrams of any type: a Receiver that restarted answers one of
+    /// them with its new epoch.
+    recent_sends: [u64; RECENT_SENDS],
+    /// Next slot of `recent_sends`.
+    recent_next: usize,
     /// Next slot of `outstanding`.
     outstanding_next: usize,
     /// When the next TimeRequest is due.
     next_time_request: u64,
-    /// Whether a TimeRequest should be encoded by the next `poll_transmit` (so that `t1` is
-    /// the real send time).
+    /// A TimeRequest should be encoded by the next `poll_transmit` (so `t1` is its send time).
     request_pending: bool,
     /// Requests sent so far.
     requests_sent: u32,
@@ -105,30 +196,55 @@ pub struct SenderCore {
     ntp: Option<NtpOffset>,
     /// The last report sent, and when.
     last_report: Option<(u64, ClockReport)>,
+    /// A report should go out.
+    report_pending: Option<ClockReport>,
     /// Counters.
     stats: SenderStats,
 }
 
 impl SenderCore {
-    /// A Sender with the given id and display name.
-    pub fn new(sender_id: u64, name: &str) -> Self {
+    /// A Sender with the given id, display name and room key.
+    pub fn new(sender_id: u64, name: &str, key: Option<RoomKey>) -> Self {
         Self {
             sender_id,
             name: name.to_owned(),
+            key,
             next_seq: 0,
-            next_event_seq: 0,
-            batch: Vec::with_capacity(MAX_BATCH),
-            transmits: VecDeque::new(),
-            next_hello: None,
+            pending: VecDeque::with_capacity(MAX_PENDING),
+            pending_first: 0,
+            sendable: 0,
+            sent: VecDeque::new(),
+            sent_counts: VecDeque::new(),
+            redundancy: DEFAULT_REDUNDANCY,
+            scratch: Vec::with_capacity(MAX_PENDING),
+            tail_left: 0,
+            next_tail: 0,
+            tail_pending: false,
+            sent_state: StateSnapshot::IDLE,
+            pushed_state: StateSnapshot::IDLE,
+            as_of_ns: None,
+            hold: None,
+            hold_hint: DEFAULT_HOLD_NS,
+            epoch: None,
+            receiver_id: None,
+            link: Link::NoReply,
+            last_reply: None,
+            next_state: None,
+            idle_state_at: None,
+            state_pending: false,
             closed: false,
+            bye_pending: false,
             filter: ClockFilter::new(),
             outstanding: [u64::MAX; OUTSTANDING],
+            recent_sends: [u64::MAX; RECENT_SENDS],
+            recent_next: 0,
             outstanding_next: 0,
             next_time_request: 0,
             request_pending: false,
             requests_sent: 0,
             ntp: None,
             last_report: None,
+            report_pending: None,
             stats: SenderStats::default(),
         }
     }
@@ -138,56 +254,40 @@ impl SenderCore {
         self.sender_id
     }
 
-    /// Changes the display name; the next Hello, sent at once, carries it.
+    /// Where we stand with the Receiver.
+    pub fn link(&self) -> Link {
+        self.link
+    }
+
+    /// Changes the display name; the next State, sent at once, carries it.
     pub fn set_name(&mut self, name: &str) {
         if self.name != name {
             self.name = name.to_owned();
-            self.next_hello = None;
+            self.next_state = None;
         }
     }
 
-    /// Adds one stamped event to the block in progress.
-    pub fn push_event(&mut self, ev: TimedMessage) {
-        if self.closed {
-            return;
-        }
-        if self.batch.len() == MAX_BATCH {
-            self.flush();
-        }
-        self.batch.push(ev);
+    /// Changes the room key (`None`: no code, plain datagrams).
+    pub fn set_key(&mut self, key: Option<RoomKey>) {
+        self.key = key;
+        self.link = Link::NoReply;
+        self.last_reply = None;
+        // What went out under the old key may have been refused: repeat it.
+        self.tail_left = self.redundancy.max(1);
+        self.next_tail = 0;
     }
 
-    /// The host block in progress has ended: its events go out in as few datagrams as fit
-    /// (one, unless the block holds more than about 1,100 bytes of events).
-    pub fn end_block(&mut self) {
-        self.flush();
-    }
-
-    fn flush(&mut self) {
-        let mut done = 0;
-        while done < self.batch.len() {
-            let (d, n) = wire::encode_events(
-                self.sender_id,
-                self.next_seq,
-                self.next_event_seq,
-                &self.batch[done..],
-            );
-            if n == 0 {
-                break;
-            }
-            self.next_seq += 1;
-            self.next_event_seq += n as u64;
-            self.stats.events_sent += n as u64;
-            self.queue(d);
-            done += n;
+    /// Batches repeated in each Events datagram (0 to [`MAX_REDUNDANCY`]).
+    pub fn set_redundancy(&mut self, r: usize) {
+        self.redundancy = r.min(MAX_REDUNDANCY);
+        while self.sent_counts.len() > self.redundancy {
+            self.forget_oldest_batch();
         }
-        self.batch.clear();
     }
 
-    fn queue(&mut self, d: Datagram) {
-        self.stats.datagrams += 1;
-        self.stats.bytes += d.as_bytes().len() as u64;
-        self.transmits.push_back(d);
+    /// Batches repeated in each Events datagram.
+    pub fn redundancy(&self) -> usize {
+        self.redundancy
     }
 
     /// Sets this machine's NTP offset (`None`: unknown).
@@ -195,16 +295,179 @@ impl SenderCore {
         self.ntp = ntp;
     }
 
-    /// Time has reached `now`: sends a Hello, a clock request or a clock report when due.
+    /// The longest an event may wait between its origin and its sending, ns, as the caller
+    /// knows it: announced until events have been sent and the wait is measured. The plugin's
+    /// events wait for its network thread's poll only ([`DEFAULT_HOLD_NS`]); a Sender that
+    /// sends at block ends waits up to a block.
+    pub fn set_hold_hint(&mut self, ns: u64) {
+        self.hold_hint = ns;
+    }
+
+    /// What is held, after every event pushed so far.
+    pub fn held(&self) -> &StateSnapshot {
+        &self.pushed_state
+    }
+
+    /// Adds one stamped event to the block in progress.
+    pub fn push_event(&mut self, ev: TimedMessage) {
+        if self.closed {
+            return;
+        }
+        if self.pending.len() == MAX_PENDING {
+            self.pending.pop_front();
+            self.pending_first += 1;
+            self.sendable = self.sendable.saturating_sub(1);
+            self.stats.events_dropped += 1;
+        }
+        self.pushed_state.apply(&ev.msg);
+        self.pending.push_back(ev);
+    }
+
+    /// The host block in progress has ended: its events may go out.
+    pub fn end_block(&mut self) {
+        self.sendable = self.pending.len();
+    }
+
+    fn forget_oldest_batch(&mut self) {
+        if let Some(n) = self.sent_counts.pop_front() {
+            for _ in 0..n {
+                self.sent.pop_front();
+            }
+        }
+    }
+
+    fn prelude(&self, now: u64) -> Prelude {
+        Prelude {
+            sent_ns: now,
+            epoch: self.epoch.unwrap_or(0),
+        }
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    fn finish(&mut self, d: Datagram) -> Datagram {
+        let d = d.seal_with(self.key.as_ref());
+        self.stats.datagrams += 1;
+        self.stats.bytes += d.as_bytes().len() as u64;
+        d
+    }
+
+    /// Encodes the next Events datagram: repeats of the last batches, then as many sendable
+    /// events as fit (fewer repeats when they crowd the new events out).
+    fn events_datagram(&mut self, now: u64) -> Datagram {
+        let seq = self.next_seq();
+        let prelude = self.prelude(now);
+        let mut repeats = self.sent.len();
+        loop {
+            self.scratch.clear();
+            self.scratch
+                .extend(self.sent.iter().skip(self.sent.len() - repeats));
+            self.scratch.extend(self.pending.iter().take(self.sendable));
+            let first = self.pending_first - repeats as u64;
+            let (d, n) = wire::encode_events(self.sender_id, seq, prelude, first, &self.scratch);
+            if n > repeats || repeats == 0 {
+                let new = n.saturating_sub(repeats);
+                self.mark_sent(now, new);
+                return self.finish(d);
+            }
+            repeats /= 2;
+        }
+    }
+
+    /// `n` pending events went out at `now`.
+    fn mark_sent(&mut self, now: u64, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut earliest = u64::MAX;
+        for _ in 0..n {
+            let Some(ev) = self.pending.pop_front() else {
+                break;
+            };
+            self.sent_state.apply(&ev.msg);
+            self.as_of_ns = Some(self.as_of_ns.map_or(ev.time_ns, |t| t.max(ev.time_ns)));
+            earliest = earliest.min(ev.time_ns);
+            self.sent.push_back(ev);
+        }
+        self.pending_first += n as u64;
+        self.sendable -= n.min(self.sendable);
+        self.stats.events_sent += n as u64;
+        // (A wait for the Receiver's first answer is not the usual pace: left out.)
+        let h = now.saturating_sub(earliest).min(i64::MAX as u64) as i64;
+        if h <= crate::proto::peers::MAX_HOLD_NS {
+            match &mut self.hold {
+                Some(w) => w.push(now, h),
+                None => self.hold = Some(WindowedMax::new(HOLD_WINDOW_NS / 2, now, h)),
+            }
+        }
+        if self.redundancy > 0 {
+            self.sent_counts.push_back(n);
+            while self.sent_counts.len() > self.redundancy {
+                self.forget_oldest_batch();
+            }
+            self.tail_left = self.redundancy;
+            self.next_tail = now.saturating_add(TAIL_REPEAT_NS);
+        } else {
+            self.sent.clear();
+        }
+        self.idle_state_at = Some(now.saturating_add(IDLE_STATE_DELAY_NS));
+    }
+
+    /// A datagram repeating the last batches only (the newest that fit).
+    fn tail_datagram(&mut self, now: u64) -> Option<Datagram> {
+        if self.sent.is_empty() {
+            return None;
+        }
+        let seq = self.next_seq();
+        let prelude = self.prelude(now);
+        let mut skip = 0;
+        loop {
+            self.scratch.clear();
+            self.scratch.extend(self.sent.iter().skip(skip));
+            let first = self.pending_first - self.scratch.len() as u64;
+            let (d, n) = wire::encode_events(self.sender_id, seq, prelude, first, &self.scratch);
+            if n == self.scratch.len() || n == 0 {
+                return (n > 0).then(|| self.finish(d));
+            }
+            skip += self.scratch.len() - n;
+        }
+    }
+
+    fn state_datagram(&mut self, now: u64) -> Datagram {
+        let seq = self.next_seq();
+        let body = StateBody {
+            prelude: self.prelude(now),
+            name: &self.name,
+            hold_ns: self.hold.map_or(self.hold_hint, |w| w.get().max(0) as u64),
+            as_of_seq: self.pending_first,
+            as_of_ns: self.as_of_ns.unwrap_or(now),
+            snapshot: self.sent_state,
+        };
+        let d = wire::encode_state(self.sender_id, seq, &body);
+        self.finish(d)
+    }
+
+    /// Time has reached `now`: schedules heartbeats, repeats, clock requests and reports.
     pub fn handle_timeout(&mut self, now: u64) {
         if self.closed {
             return;
         }
-        if self.next_hello.is_none_or(|t| now >= t) {
-            let d = wire::encode_hello(self.sender_id, self.next_seq, &self.name);
-            self.next_seq += 1;
-            self.queue(d);
-            self.next_hello = Some(now + HELLO_INTERVAL_NS);
+        if self.next_state.is_none_or(|t| now >= t) {
+            self.state_pending = true;
+            self.next_state = Some(now.saturating_add(STATE_INTERVAL_NS));
+        }
+        if self.idle_state_at.is_some_and(|t| now >= t) && self.sendable == 0 {
+            self.state_pending = true;
+            self.idle_state_at = None;
+        }
+        if self.tail_left > 0 && now >= self.next_tail && self.sendable == 0 {
+            self.tail_pending = true;
+            self.tail_left -= 1;
+            self.next_tail = now.saturating_add(TAIL_REPEAT_NS);
         }
         if now >= self.next_time_request {
             self.request_pending = true;
@@ -216,39 +479,84 @@ impl SenderCore {
                     TIME_REQUEST_INTERVAL_NS
                 };
         }
+        if self.link == Link::Connected
+            && self
+                .last_reply
+                .is_none_or(|t| now.saturating_sub(t) > REPLY_TIMEOUT_NS)
+        {
+            self.link = Link::NoReply;
+        }
         self.maybe_report(now);
     }
 
     /// When `handle_timeout` wants to be called next.
     pub fn poll_timeout(&self) -> Option<u64> {
         if self.closed {
-            None
-        } else {
-            let hello = self.next_hello.unwrap_or(0);
-            let report = self
-                .last_report
-                .map_or(u64::MAX, |(at, _)| at + REPORT_INTERVAL_NS);
-            Some(hello.min(self.next_time_request).min(report))
+            return None;
         }
+        let mut t = self.next_state.unwrap_or(0).min(self.next_time_request);
+        if let Some(i) = self.idle_state_at {
+            t = t.min(i);
+        }
+        if self.tail_left > 0 {
+            t = t.min(self.next_tail);
+        }
+        if let Some((at, _)) = self.last_report {
+            t = t.min(at + REPORT_INTERVAL_NS);
+        }
+        Some(t)
     }
 
-    /// The next datagram to send, if any; `now` is the send time (a clock request carries it).
+    /// The next datagram to send, if any; `now` is its send time.
     pub fn poll_transmit(&mut self, now: u64) -> Option<Datagram> {
+        let d = self.next_datagram(now)?;
+        if self.recent_sends[(self.recent_next + RECENT_SENDS - 1) % RECENT_SENDS] != now {
+            self.recent_sends[self.recent_next] = now;
+            self.recent_next = (self.recent_next + 1) % RECENT_SENDS;
+        }
+        Some(d)
+    }
+
+    fn next_datagram(&mut self, now: u64) -> Option<Datagram> {
         if self.request_pending && !self.closed {
             self.request_pending = false;
             self.outstanding[self.outstanding_next] = now;
             self.outstanding_next = (self.outstanding_next + 1) % OUTSTANDING;
-            let d = wire::encode_time_request(self.sender_id, self.next_seq, now);
-            self.next_seq += 1;
-            self.stats.datagrams += 1;
-            self.stats.bytes += d.as_bytes().len() as u64;
-            return Some(d);
+            let seq = self.next_seq();
+            let d = wire::encode_time_request(self.sender_id, seq, self.prelude(now));
+            return Some(self.finish(d));
         }
-        self.transmits.pop_front()
+        // Nothing else goes out before the Receiver's epoch is known: it would be refused.
+        self.epoch?;
+        if self.sendable > 0 {
+            return Some(self.events_datagram(now));
+        }
+        if self.tail_pending {
+            self.tail_pending = false;
+            if let Some(d) = self.tail_datagram(now) {
+                return Some(d);
+            }
+        }
+        if self.state_pending && !self.closed {
+            self.state_pending = false;
+            return Some(self.state_datagram(now));
+        }
+        if let Some(r) = self.report_pending.take() {
+            let seq = self.next_seq();
+            let d = wire::encode_clock_report(self.sender_id, seq, self.prelude(now), &r);
+            return Some(self.finish(d));
+        }
+        if self.bye_pending {
+            self.bye_pending = false;
+            let seq = self.next_seq();
+            let d = wire::encode_bye(self.sender_id, seq, self.prelude(now));
+            return Some(self.finish(d));
+        }
+        None
     }
 
-    /// A datagram arrived at `now` (a clock-exchange reply, normally).
-    pub fn handle_datagram(&mut self, now: u64, bytes: &[u8]) -> Result<(), DecodeError> {
+    /// A datagram arrived at `now` from the Receiver's address.
+    pub fn handle_datagram(&mut self, now: u64, bytes: &[u8]) -> Result<(), Reject> {
         let r = self.handle_inner(now, bytes);
         if r.is_err() {
             self.stats.rejected += 1;
@@ -256,21 +564,62 @@ impl SenderCore {
         r
     }
 
-    fn handle_inner(&mut self, now: u64, bytes: &[u8]) -> Result<(), DecodeError> {
-        let (h, body) = wire::decode_header(bytes)?;
-        if h.packet_type != PacketType::TimeReply {
-            return Err(DecodeError::UnknownType(h.packet_type as u8));
+    fn handle_inner(&mut self, now: u64, bytes: &[u8]) -> Result<(), Reject> {
+        let (h, _) = wire::decode_header(bytes).map_err(Reject::Decode)?;
+        match h.packet_type {
+            PacketType::Refused if !h.sealed && bytes.len() == wire::HEADER_LEN => {
+                self.stats.refused += 1;
+                self.link = Link::Refused;
+                return Ok(());
+            }
+            PacketType::TimeReply => {}
+            _ => return Err(Reject::Unexpected),
         }
-        let r = wire::decode_time_reply(body)?;
-        let Some(i) = self.outstanding.iter().position(|&t| t == r.t1) else {
-            // Not one of ours, or answered already.
-            return Err(DecodeError::InvalidField);
+        let mut scratch = [0u8; wire::MAX_ACCEPTED_DATAGRAM];
+        let body = wire::open_body(
+            &h,
+            bytes,
+            self.key.as_ref(),
+            self.key.is_some(),
+            &mut scratch,
+        )
+        .map_err(Reject::Open)?;
+        let Body::TimeReply { prelude, reply } =
+            wire::decode_body(&h, body, &mut Vec::new()).map_err(Reject::Decode)?
+        else {
+            return Err(Reject::Unexpected);
+        };
+        let Some(i) = self.outstanding.iter().position(|&t| t == reply.t1) else {
+            if self.epoch != Some(prelude.epoch) && self.recent_sends.contains(&reply.t1) {
+                // A restarted Receiver telling its new epoch in answer to something we just
+                // sent: adopt it, and send again what it may have refused.
+                self.epoch = Some(prelude.epoch);
+                self.receiver_id = Some(h.sender_id);
+                self.filter.reset();
+                self.link = Link::Connected;
+                self.last_reply = Some(now);
+                self.tail_left = self.redundancy.max(1);
+                self.next_tail = now;
+                self.next_state = None;
+                return Ok(());
+            }
+            // Not one of ours, or answered already (a duplicate or a replay).
+            return Err(Reject::Duplicate);
         };
         self.outstanding[i] = u64::MAX;
-        if self.filter.add_sample(r.t1, r.t2, r.t3, now).is_err() {
-            return Err(DecodeError::InvalidField);
+        if self.receiver_id != Some(h.sender_id) {
+            // Another Receiver (or the same one restarted): its clock is another clock.
+            self.receiver_id = Some(h.sender_id);
+            self.filter.reset();
         }
+        self.epoch = Some(prelude.epoch);
+        self.link = Link::Connected;
+        self.last_reply = Some(now);
         self.stats.replies += 1;
+        // A sample the filter finds implausible still proves the link.
+        let _ = self
+            .filter
+            .add_sample(reply.t1, reply.t2, prelude.sent_ns, now);
         self.maybe_report(now);
         Ok(())
     }
@@ -285,7 +634,7 @@ impl SenderCore {
                 ref_ns: now,
                 offset_ns: offset,
                 skew_ppb: (e.skew_ppm * 1000.0).round() as i64,
-                error_ns: e.error_bound_ns,
+                error_ns: self.filter.error_bound_at(now).unwrap_or(e.error_bound_ns),
                 rtt_ns: e.min_delay_ns,
             });
         }
@@ -300,7 +649,7 @@ impl SenderCore {
         })
     }
 
-    /// Sends a report when the estimate moved or the last one is old.
+    /// Queues a report when the estimate moved or the last one is old.
     fn maybe_report(&mut self, now: u64) {
         let Some(r) = self.current_report(now) else {
             return;
@@ -314,9 +663,7 @@ impl SenderCore {
             }
         };
         if due {
-            let d = wire::encode_clock_report(self.sender_id, self.next_seq, &r);
-            self.next_seq += 1;
-            self.queue(d);
+            self.report_pending = Some(r);
             self.last_report = Some((now, r));
         }
     }
@@ -324,35 +671,39 @@ impl SenderCore {
     /// The clock as the Receiver is told about it.
     pub fn clock_status(&self, now: u64) -> ClockStatus {
         let e = self.filter.estimate();
+        let rtt_ns = e.map_or(0, |e| e.min_delay_ns);
         match self.current_report(now) {
             Some(r) => ClockStatus {
                 source: Some(r.source),
                 offset_ns: r.offset_ns,
                 error_ns: r.error_ns,
-                rtt_ns: e.map_or(0, |e| e.min_delay_ns),
+                rtt_ns,
                 skew_ppm: r.skew_ppb as f64 / 1000.0,
             },
             None => ClockStatus {
                 source: None,
                 offset_ns: 0,
                 error_ns: 0,
-                rtt_ns: e.map_or(0, |e| e.min_delay_ns),
+                rtt_ns,
                 skew_ppm: 0.0,
             },
         }
     }
 
-    /// The Sender is going away: flushes what is pending and says goodbye. Nothing more is
+    /// The Sender is going away at `now`: releases what it holds (note-offs, pedal up, bend
+    /// centred, stamped `now`), sends what is pending and says goodbye. Nothing more is
     /// produced after this.
-    pub fn close(&mut self) {
+    pub fn close(&mut self, now: u64) {
         if self.closed {
             return;
         }
-        self.flush();
-        let d = wire::encode_bye(self.sender_id, self.next_seq);
-        self.next_seq += 1;
-        self.queue(d);
+        let held = self.pushed_state;
+        held.release_all(|msg| self.push_event(TimedMessage { time_ns: now, msg }));
+        self.end_block();
         self.closed = true;
+        self.bye_pending = true;
+        self.state_pending = false;
+        self.tail_left = 0;
     }
 
     /// Counters so far.
@@ -362,89 +713,5 @@ impl SenderCore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::event::MidiMessage;
-    use crate::proto::wire::{decode_events, decode_header, PacketType};
-
-    fn ev(t: u64) -> TimedMessage {
-        TimedMessage {
-            time_ns: t,
-            msg: MidiMessage::ControlChange {
-                channel: 0,
-                cc: 1,
-                value: 0.5,
-            },
-        }
-    }
-
-    /// Everything sent, but the clock exchange (tested on its own below).
-    fn drain(s: &mut SenderCore) -> Vec<(PacketType, u64, Vec<TimedMessage>)> {
-        let mut v = Vec::new();
-        while let Some(d) = s.poll_transmit(0) {
-            let (h, body) = decode_header(d.as_bytes()).unwrap();
-            if matches!(
-                h.packet_type,
-                PacketType::TimeRequest | PacketType::ClockReport
-            ) {
-                continue;
-            }
-            let mut evs = Vec::new();
-            if h.packet_type == PacketType::Events {
-                decode_events(body, &mut evs).unwrap();
-            }
-            v.push((h.packet_type, h.seq, evs));
-        }
-        v
-    }
-
-    #[test]
-    fn hello_first_then_one_datagram_per_block() {
-        let mut s = SenderCore::new(42, "alice");
-        assert_eq!(s.poll_timeout(), Some(0));
-        s.handle_timeout(1000);
-        s.push_event(ev(1));
-        s.push_event(ev(2));
-        s.end_block();
-        s.end_block(); // an empty block sends nothing
-        let out = drain(&mut s);
-        assert_eq!(out.len(), 2);
-        assert_eq!(out[0].0, PacketType::Hello);
-        assert_eq!(out[1].0, PacketType::Events);
-        assert_eq!(out[1].2, vec![ev(1), ev(2)]);
-        assert!(out[0].1 < out[1].1);
-        assert_eq!(s.poll_timeout(), Some(1000 + TIME_REQUEST_FAST_NS));
-        s.handle_timeout(1000 + HELLO_INTERVAL_NS - 1);
-        assert!(drain(&mut s).is_empty());
-        s.handle_timeout(1000 + HELLO_INTERVAL_NS);
-        assert_eq!(drain(&mut s)[0].0, PacketType::Hello);
-    }
-
-    #[test]
-    fn big_blocks_split_and_sequence_numbers_are_consecutive() {
-        let mut s = SenderCore::new(1, "");
-        for i in 0..400 {
-            s.push_event(ev(i));
-        }
-        s.end_block();
-        let out = drain(&mut s);
-        assert!(out.len() >= 2);
-        let all: Vec<_> = out.iter().flat_map(|o| o.2.clone()).collect();
-        assert_eq!(all, (0..400).map(ev).collect::<Vec<_>>());
-        assert!(out.windows(2).all(|w| w[1].1 == w[0].1 + 1));
-        assert_eq!(s.stats().events_sent, 400);
-    }
-
-    #[test]
-    fn close_flushes_and_says_bye_once() {
-        let mut s = SenderCore::new(1, "");
-        s.push_event(ev(5));
-        s.close();
-        s.close();
-        s.push_event(ev(6));
-        s.handle_timeout(0);
-        let kinds: Vec<_> = drain(&mut s).into_iter().map(|o| o.0).collect();
-        assert_eq!(kinds, vec![PacketType::Events, PacketType::Bye]);
-        assert_eq!(s.poll_timeout(), None);
-    }
-}
+#[path = "sender/tests.rs"]
+mod tests;
