@@ -8,9 +8,11 @@
 //! - [`jitter`]: RFC 3550 interarrival jitter.
 //! - [`playout`]: the common playout delay `D` and the rule that lowers it without squeezing
 //!   what is already scheduled.
+//! - [`windowed`]: minimum and maximum over a sliding window in constant space.
 
 pub mod clock_filter;
 pub mod host_clock;
 pub mod jitter;
 pub mod latency;
 pub mod playout;
+pub mod windowed;

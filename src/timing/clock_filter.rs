@@ -18,8 +18,12 @@
 //! them all in total, which is the edge of the points' lower convex hull above their mean
 //! time. Every sample takes part, but only the fastest ones (the hull's corners) decide.
 //!
-//! With `F` and `G` the two envelope lines, `theta(t) = (F(t) - G(t)) / 2` and the skew is
-//! the mean of their slopes (`(F' - G') / 2`). The offset is exact when the fastest paths up and
+//! With `F` and `G` the two envelope lines, `theta(t) = (F(t) - G(t)) / 2`, best measured at the
+//! samples' mean time, where the linear program is tightest. A hull edge's slope rests on two
+//! points that may be close together, so the skew is measured over a longer baseline: the
+//! window is cut into an older and a newer half, `theta` is measured at the middle of each, and
+//! the line through the two gives the skew; the offset now is the newer half's `theta` carried
+//! forward by it. (With too few samples, the slopes of `F` and `G` give the skew.) The offset is exact when the fastest paths up and
 //! down are equally long; the error bound is half the envelope round trip `(F + G) / 2`
 //! (asymmetry can hide anywhere in it), grown by NTP's frequency tolerance `PHI` = 15 ppm
 //! (RFC 5905 §7.2) for each second since the newest sample.
@@ -32,10 +36,10 @@
 
 use std::collections::VecDeque;
 
-/// Samples kept: 64 s at the steady rate of four per second. The longer the window, the
+/// Samples kept: 102 s at the Sender's steady rate of ten per second. The more samples, the
 /// closer the envelope gets to the true minimum delay; a linear clock model holds over a
 /// minute (crystal drift changes by well under 0.1 ppm per minute at room temperature).
-pub const WINDOW: usize = 256;
+pub const WINDOW: usize = 1024;
 /// Samples needed before the estimate counts as converged.
 pub const MIN_SAMPLES: usize = 8;
 /// Time the samples must span (Sender clock) before the estimate counts as converged, ns.
@@ -48,6 +52,10 @@ pub const PHI: f64 = 15e-6;
 pub const OUTLIERS_TO_RESET: u32 = 3;
 /// Slack added to the outlier test, ns.
 const OUTLIER_SLACK_NS: f64 = 1_000_000.0;
+/// Samples from which the skew is measured between the two halves of the window.
+const SPLIT_MIN_SAMPLES: usize = 16;
+/// Time the window must span for that, ns.
+const SPLIT_MIN_SPAN_NS: u64 = 4_000_000_000;
 /// Longest plausible round trip, ns: anything slower is not a live exchange.
 pub const MAX_RTT_NS: i64 = 10_000_000_000;
 /// Longest plausible turnaround at the Receiver (`t3 - t2`), ns.
@@ -168,15 +176,89 @@ fn envelope(pts: &[(i64, i64)], hull: &mut Vec<(i64, i64)>) -> Option<Line> {
     })
 }
 
+/// What the envelopes of a set of samples say: at Sender time `x` (relative to the window's
+/// base), the offset `theta` and half the envelope round trip; and the skew their slopes say.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Fit {
+    x: i64,
+    theta: f64,
+    half_rtt: f64,
+    slope: f64,
+}
+
+/// Both envelopes of `samples`, evaluated at the samples' mean time, where the linear program
+/// fits best. `pts` and `hull` are work space.
+fn fit(
+    samples: &[Sample],
+    base: u64,
+    pts: &mut Vec<(i64, i64)>,
+    hull: &mut Vec<(i64, i64)>,
+) -> Option<Fit> {
+    if samples.is_empty() {
+        return None;
+    }
+    pts.clear();
+    pts.extend(
+        samples
+            .iter()
+            .map(|s| (s.t1.wrapping_sub(base) as i64, s.fwd)),
+    );
+    pts.sort_unstable();
+    let f = envelope(pts, hull)?;
+    pts.clear();
+    pts.extend(
+        samples
+            .iter()
+            .map(|s| (s.t4.wrapping_sub(base) as i64, s.back)),
+    );
+    pts.sort_unstable();
+    let g = envelope(pts, hull)?;
+    let mid = |s: &Sample| (s.t1 / 2 + s.t4 / 2).wrapping_sub(base) as i64 as i128;
+    let x = (samples.iter().map(mid).sum::<i128>() / samples.len() as i128) as i64;
+    Some(Fit {
+        x,
+        theta: (f.at(x) - g.at(x)) / 2.0,
+        half_rtt: ((f.at(x) + g.at(x)) / 2.0).max(0.0),
+        slope: (f.slope - g.slope) / 2.0,
+    })
+}
+
+/// The clock model: `theta(t) = theta + slope * (t - base - anchor)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Model {
+    /// Sender time the model's x axis starts at.
+    base: u64,
+    /// Where `theta` was measured, ns after `base`.
+    anchor: i64,
+    /// Receiver minus Sender time at the anchor, ns.
+    theta: f64,
+    /// Rate of the Receiver's clock against the Sender's, minus one.
+    slope: f64,
+    /// Half the envelope round trip at the anchor, ns.
+    half_rtt: f64,
+}
+
+impl Model {
+    fn offset_at(&self, t: u64) -> f64 {
+        let x = t.wrapping_sub(self.base) as i64;
+        self.theta + self.slope * (x - self.anchor) as f64
+    }
+
+    fn error_at(&self, t: u64) -> f64 {
+        let x = t.wrapping_sub(self.base) as i64;
+        self.half_rtt + PHI * (x - self.anchor).unsigned_abs() as f64
+    }
+}
+
 /// The Sender's filter of its clock exchange with one Receiver.
 #[derive(Clone, Debug)]
 pub struct ClockFilter {
     /// The window, oldest first.
     samples: VecDeque<Sample>,
-    /// Forward and backward envelopes of the window (x relative to `x_base`).
-    lines: Option<(Line, Line)>,
-    /// Sender time the envelopes' x axis starts at.
-    x_base: u64,
+    /// The fitted clock model.
+    model: Option<Model>,
+    /// Work space: the window sorted by time.
+    sorted: Vec<Sample>,
     /// Summary of the fit, at the newest sample.
     estimate: Option<Estimate>,
     /// Contradicting samples in a row.
@@ -200,8 +282,8 @@ impl ClockFilter {
     pub fn new() -> Self {
         Self {
             samples: VecDeque::with_capacity(WINDOW),
-            lines: None,
-            x_base: 0,
+            model: None,
+            sorted: Vec::with_capacity(WINDOW),
             estimate: None,
             outliers: 0,
             resets: 0,
@@ -213,7 +295,7 @@ impl ClockFilter {
     /// Forgets every sample (the Receiver changed).
     pub fn reset(&mut self) {
         self.samples.clear();
-        self.lines = None;
+        self.model = None;
         self.estimate = None;
         self.outliers = 0;
     }
@@ -264,39 +346,47 @@ impl ClockFilter {
 
     fn refit(&mut self) {
         let Some(oldest) = self.samples.iter().map(|s| s.t1).min() else {
-            self.lines = None;
+            self.model = None;
             self.estimate = None;
             return;
         };
-        self.x_base = oldest;
-        let base = self.x_base;
-        self.pts.clear();
-        self.pts.extend(
-            self.samples
-                .iter()
-                .map(|s| (s.t1.wrapping_sub(base) as i64, s.fwd)),
-        );
-        self.pts.sort_unstable();
-        let f = envelope(&self.pts, &mut self.hull);
-        self.pts.clear();
-        self.pts.extend(
-            self.samples
-                .iter()
-                .map(|s| (s.t4.wrapping_sub(base) as i64, s.back)),
-        );
-        self.pts.sort_unstable();
-        let g = envelope(&self.pts, &mut self.hull);
-        let (Some(f), Some(g)) = (f, g) else {
-            self.lines = None;
+        let base = oldest;
+        self.sorted.clear();
+        self.sorted.extend(self.samples.iter().copied());
+        self.sorted.sort_unstable_by_key(|s| s.t1);
+        let newest = self.sorted.iter().map(|s| s.t4).max().unwrap_or(base);
+        let span = self.sorted.last().map_or(0, |s| s.t1 - base);
+        let n = self.sorted.len();
+        let model = if n >= SPLIT_MIN_SAMPLES && span >= SPLIT_MIN_SPAN_NS {
+            // The skew from two halves far apart; the offset from the newer half.
+            let (a, b) = self.sorted.split_at(n / 2);
+            match (
+                fit(a, base, &mut self.pts, &mut self.hull),
+                fit(b, base, &mut self.pts, &mut self.hull),
+            ) {
+                (Some(x), Some(y)) if y.x > x.x => Some(Model {
+                    base,
+                    anchor: y.x,
+                    theta: y.theta,
+                    slope: ((y.theta - x.theta) / (y.x - x.x) as f64).clamp(-MAX_SKEW, MAX_SKEW),
+                    half_rtt: y.half_rtt,
+                }),
+                _ => None,
+            }
+        } else {
+            fit(&self.sorted, base, &mut self.pts, &mut self.hull).map(|f| Model {
+                base,
+                anchor: f.x,
+                theta: f.theta,
+                slope: f.slope,
+                half_rtt: f.half_rtt,
+            })
+        };
+        self.model = model;
+        let Some(m) = model else {
             self.estimate = None;
             return;
         };
-        self.lines = Some((f, g));
-        let newest = self.samples.iter().map(|s| s.t4).max().unwrap_or(base);
-        let newest_t1 = self.samples.iter().map(|s| s.t1).max().unwrap_or(base);
-        let x = newest.wrapping_sub(base) as i64;
-        let offset = (f.at(x) - g.at(x)) / 2.0;
-        let half_rtt = ((f.at(x) + g.at(x)) / 2.0).max(0.0);
         let min_delay = self
             .samples
             .iter()
@@ -305,12 +395,12 @@ impl ClockFilter {
             .unwrap_or(0);
         self.estimate = Some(Estimate {
             ref_ns: newest,
-            offset_ns: offset.round() as i64,
-            skew_ppm: (f.slope - g.slope) / 2.0 * 1e6,
-            error_bound_ns: half_rtt.round() as u64,
+            offset_ns: m.offset_at(newest).round() as i64,
+            skew_ppm: m.slope * 1e6,
+            error_bound_ns: m.error_at(newest).round() as u64,
             min_delay_ns: min_delay as u64,
-            samples: self.samples.len(),
-            span_ns: newest_t1.saturating_sub(base),
+            samples: n,
+            span_ns: span,
         });
     }
 
@@ -326,9 +416,7 @@ impl ClockFilter {
     }
 
     fn offset_at_f64(&self, t: u64) -> Option<f64> {
-        let (f, g) = self.lines?;
-        let x = t.wrapping_sub(self.x_base) as i64;
-        Some((f.at(x) - g.at(x)) / 2.0)
+        Some(self.model?.offset_at(t))
     }
 
     /// Receiver time minus Sender time at Sender time `t`, ns.
@@ -339,9 +427,7 @@ impl ClockFilter {
     /// Bound on the error of [`ClockFilter::offset_at`] at Sender time `t`, ns: half the
     /// envelope round trip, plus [`PHI`] per second since the newest sample.
     pub fn error_bound_at(&self, t: u64) -> Option<u64> {
-        let e = self.estimate?;
-        let age = t.saturating_sub(e.ref_ns) as f64;
-        Some(e.error_bound_ns + (age * PHI).round() as u64)
+        Some(self.model?.error_at(t).round() as u64)
     }
 }
 
@@ -409,8 +495,13 @@ mod tests {
         assert!(f.is_converged());
         let e = f.estimate().unwrap();
         assert!((f.offset_at(t).unwrap() as f64 - truth).abs() < 10.0);
-        // Half the round trip (the 20 us turnaround is not part of it).
-        assert!((e.error_bound_ns as i64 - 10_000_000).abs() < 10);
+        // Half the round trip (the 20 us turnaround is not part of it), plus PHI for the
+        // seconds between the middle of the newer half of the window and its newest sample.
+        assert!(
+            (10_000_000..10_100_000).contains(&e.error_bound_ns),
+            "{}",
+            e.error_bound_ns
+        );
         assert_eq!(e.min_delay_ns, 20_000_000);
     }
 

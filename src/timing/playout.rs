@@ -4,16 +4,18 @@
 //! Two pieces, both pure:
 //! - [`PlayoutDelay`] (network thread) turns the peers' p99 one-way latencies into the target
 //!   `D = max p99 + margin` (or the margin alone in [`PlayoutMode::Fixed`]). It rises at once
-//!   when the slowest peer gets slower: a late note is worse than a little more delay. It
-//!   falls only after the target has stayed more than [`HYSTERESIS_NS`] lower for [`HOLD_NS`],
-//!   and then exponentially with time constant [`FALL_TAU_NS`], so a single fast phrase does
-//!   not make it hunt. This is the shape of adaptive playout in VoIP jitter buffers (Ramjee,
+//!   when the slowest peer needs more than the margin can absorb: a late note is worse than a
+//!   little more delay. It falls only after the target has stayed lower for [`HOLD_NS`], then
+//!   in one step, so that it changes rarely. Changes smaller than half the margin (at least
+//!   [`MIN_BAND_NS`]) are ignored both ways, so the noise of a p99 estimate does not move `D`. This is the shape of adaptive playout in VoIP jitter buffers (Ramjee,
 //!   Kurose, Towsley and Schulzrinne, "Adaptive playout mechanisms for packetized audio
-//!   applications in wide-area networks", INFOCOM 1994: follow spikes quickly, decay slowly).
-//! - [`PlayoutGate`] (audio thread) applies a lower `D` only where it squeezes nothing: when no
-//!   event is waiting, and by no more than the silence since the last event played. Then no
-//!   event can come out before one that was played earlier, and a lower delay only shortens a
-//!   pause. A higher `D` applies at once (it moves every waiting event later together).
+//!   applications in wide-area networks", INFOCOM 1994): follow spikes quickly, decay slowly,
+//!   and change only between talkspurts.
+//! - [`PlayoutGate`] (audio thread) applies a lower `D` only between phrases, the "between
+//!   talkspurts" of that paper: a rest of at least [`MIN_REST_NS`] between two events may be
+//!   shortened by at most [`MAX_SQUEEZE`] of its length (a large fall takes several rests). Events never change order, and notes
+//!   that follow each other closely keep their exact spacing. A higher `D` applies at once (it
+//!   moves every waiting event later together).
 
 /// How the target delay is chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,24 +26,29 @@ pub enum PlayoutMode {
     Fixed,
 }
 
-/// A lower target must be at least this much lower to start a fall, ns.
-pub const HYSTERESIS_NS: i64 = 1_000_000;
-/// ... and stay so for this long, ns.
-pub const HOLD_NS: u64 = 2_000_000_000;
-/// Time constant of a fall, ns: a fall covers 63 % of the way in 4 s, 99 % in 18 s.
-pub const FALL_TAU_NS: f64 = 4e9;
-/// A fall ends when `D` is this close to the target, ns.
-const FALL_DONE_NS: f64 = 50_000.0;
+/// Smallest dead band around `D`, ns: with a margin under 2 ms, changes under 1 ms are ignored.
+pub const MIN_BAND_NS: i64 = 1_000_000;
+/// A lower target must stay lower this long before `D` falls, ns: twice the latency window
+/// (`latency::WINDOW_NS`), so that a p99 that only dipped because its highest sample aged out
+/// does not pull `D` down just before the next high one comes.
+pub const HOLD_NS: u64 = 20_000_000_000;
+/// Shortest rest the gate shortens, ns: a quarter note at 240 bpm.
+pub const MIN_REST_NS: u64 = 250_000_000;
+/// Most of a rest the gate takes away: 5 %, below what listeners notice in a rest's length.
+pub const MAX_SQUEEZE: f64 = 0.05;
+
+/// The dead band for a margin, ns.
+fn band(margin_ns: i64) -> i64 {
+    (margin_ns / 2).max(MIN_BAND_NS)
+}
 
 /// The target playout delay, updated by the network thread.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PlayoutDelay {
     /// `D` now, ns.
     current: i64,
-    /// Since when the target has been lower than `current - HYSTERESIS_NS`.
+    /// Since when the target has been lower than `current` by more than the band.
     lower_since: Option<u64>,
-    /// Whether `D` is falling towards the target.
-    falling: bool,
     /// Time of the previous update, ns.
     last_update: Option<u64>,
 }
@@ -52,7 +59,6 @@ impl PlayoutDelay {
         Self {
             current: margin_ns.max(0),
             lower_since: None,
-            falling: false,
             last_update: None,
         }
     }
@@ -62,7 +68,7 @@ impl PlayoutDelay {
         self.current
     }
 
-    /// The target for these peers' p99 latencies (ns; none when no peer has data yet).
+    /// The target for these peers' needs (ns; none when no peer has data yet).
     pub fn target(p99s: impl IntoIterator<Item = i64>, margin_ns: i64, mode: PlayoutMode) -> i64 {
         let margin = margin_ns.max(0);
         match mode {
@@ -74,7 +80,7 @@ impl PlayoutDelay {
         }
     }
 
-    /// Time is `now`; the active peers' p99 latencies are `p99s`. Returns the new `D`.
+    /// Time is `now`; the active peers' needs (p99 latencies) are `p99s`. Returns the new `D`.
     pub fn update(
         &mut self,
         now: u64,
@@ -83,46 +89,43 @@ impl PlayoutDelay {
         mode: PlayoutMode,
     ) -> i64 {
         let target = Self::target(p99s, margin_ns, mode);
-        let dt = self.last_update.map_or(0, |t| now.saturating_sub(t));
         self.last_update = Some(now);
-        if mode == PlayoutMode::Fixed || target >= self.current {
-            // Fixed follows the parameter both ways; a slower peer raises D at once.
+        let band = band(margin_ns.max(0));
+        if mode == PlayoutMode::Fixed || target > self.current.saturating_add(band) {
+            // Fixed follows the parameter both ways; a clearly slower peer raises D at once.
             self.current = target;
             self.lower_since = None;
-            self.falling = false;
             return self.current;
         }
-        if !self.falling {
-            if self.current - target <= HYSTERESIS_NS {
-                self.lower_since = None;
-                return self.current;
-            }
-            let since = *self.lower_since.get_or_insert(now);
-            if now.saturating_sub(since) < HOLD_NS {
-                return self.current;
-            }
-            self.falling = true;
-        }
-        let gap = (self.current - target) as f64 * (-(dt as f64) / FALL_TAU_NS).exp();
-        if gap < FALL_DONE_NS {
-            self.current = target;
-            self.falling = false;
+        if target >= self.current {
+            // Within the band above: the margin absorbs it.
             self.lower_since = None;
-        } else {
-            self.current = target + gap.round() as i64;
+            return self.current;
+        }
+        if self.current - target <= band {
+            self.lower_since = None;
+            return self.current;
+        }
+        let since = *self.lower_since.get_or_insert(now);
+        if now.saturating_sub(since) >= HOLD_NS {
+            // One step, applied by the gate in the next rests: a delay that changes rarely.
+            self.current = target;
+            self.lower_since = None;
         }
         self.current
     }
 }
 
-/// The delay the audio thread actually uses: rises with the target at once, falls only where
-/// it squeezes nothing. Real-time safe (a few comparisons).
+/// The delay the audio thread actually uses: rises with the target at once, falls only into
+/// rests. Real-time safe (a few comparisons).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PlayoutGate {
     /// The delay in use, ns (`None` until the first block).
     applied: Option<i64>,
-    /// When the last event was played (session time, ns) and the delay then in use.
-    last_played: Option<(u64, i64)>,
+    /// When the last event was played (session time, ns).
+    last_played: Option<u64>,
+    /// How much the delay was lowered since that event, ns.
+    lowered: i64,
 }
 
 impl PlayoutGate {
@@ -131,37 +134,46 @@ impl PlayoutGate {
         Self {
             applied: None,
             last_played: None,
+            lowered: 0,
         }
     }
 
-    /// The delay to use for the block starting at `block_start_ns`, given the `target` and
-    /// whether any event is waiting in the schedule.
-    pub fn apply(&mut self, target: i64, block_start_ns: u64, nothing_waiting: bool) -> i64 {
+    /// The delay to use for the block starting at `block_start_ns`, given the `target` and the
+    /// due time (before the delay) of the earliest waiting event, if any.
+    pub fn apply(&mut self, target: i64, block_start_ns: u64, next_due: Option<u64>) -> i64 {
         let target = target.max(0);
-        let applied = match self.applied {
-            None => target,
-            Some(a) if target >= a => target,
-            Some(a) if nothing_waiting => match self.last_played {
-                None => target,
-                Some((at, d_then)) => {
-                    // An event that arrives later has an origin after the last one played,
-                    // so it comes out no earlier than that one as long as the delay falls by
-                    // no more than the silence since.
-                    let silence = block_start_ns.saturating_sub(at).min(i64::MAX as u64) as i64;
-                    target.max(d_then.saturating_sub(silence)).min(a)
+        let applied = match (self.applied, self.last_played) {
+            (None, _) => target,
+            (Some(a), _) if target >= a => target,
+            (Some(_), None) => target,
+            (Some(a), Some(last)) => {
+                // The rest runs from the last event played to the next one (or to now, when
+                // nothing waits: it grows as long as the silence lasts).
+                let end = next_due.map_or(block_start_ns, |d| d.saturating_add(a.max(0) as u64));
+                let rest = end.saturating_sub(last);
+                if rest < MIN_REST_NS {
+                    a
+                } else {
+                    let allowed = (rest as f64 * MAX_SQUEEZE) as i64 - self.lowered;
+                    // Never so far that the next event would be due before this block.
+                    let ahead = match next_due {
+                        Some(_) => end.saturating_sub(block_start_ns).min(i64::MAX as u64) as i64,
+                        None => i64::MAX,
+                    };
+                    let step = (a - target).min(allowed.max(0)).min(ahead);
+                    self.lowered += step;
+                    a - step
                 }
-            },
-            Some(a) => a,
+            }
         };
         self.applied = Some(applied);
         applied
     }
 
-    /// An event was played at session time `at_ns` with the delay in use.
+    /// An event was played at session time `at_ns`.
     pub fn played(&mut self, at_ns: u64) {
-        if let Some(d) = self.applied {
-            self.last_played = Some((at_ns, d));
-        }
+        self.last_played = Some(at_ns);
+        self.lowered = 0;
     }
 
     /// The delay in use, ns (0 before the first block).
@@ -202,7 +214,7 @@ mod tests {
     }
 
     #[test]
-    fn rises_at_once_falls_after_hold_and_slowly() {
+    fn rises_at_once_falls_after_the_hold_in_one_step() {
         let mut d = PlayoutDelay::new(5 * MS);
         let mut t = 0;
         assert_eq!(
@@ -214,42 +226,53 @@ mod tests {
             d.update(t, [100 * MS], 5 * MS, PlayoutMode::Adaptive),
             105 * MS
         );
-        // The slow peer recovers: D holds for HOLD_NS.
+        // The slow peer recovers: D holds for HOLD_NS, then takes the target.
+        let start = t;
         let mut history = Vec::new();
-        for _ in 0..4000 {
+        for _ in 0..3000 {
             t += 10_000_000;
-            history.push((t, d.update(t, [20 * MS], 5 * MS, PlayoutMode::Adaptive)));
+            history.push((
+                t - start,
+                d.update(t, [20 * MS], 5 * MS, PlayoutMode::Adaptive),
+            ));
         }
-        let at = |secs: f64| {
-            history
-                .iter()
-                .find(|h| h.0 >= 10_000_000 + (secs * S as f64) as u64)
-                .unwrap()
-                .1
-        };
-        assert_eq!(at(1.9), 105 * MS, "holds");
-        // Falls: 63 % of the way about one time constant after the hold.
-        let one_tau = at(2.0 + FALL_TAU_NS / 1e9);
-        assert!(
-            (one_tau - (25 * MS + 80 * MS * 37 / 100)).abs() < 2 * MS,
-            "{one_tau}"
+        let changes: Vec<_> = history.windows(2).filter(|w| w[1].1 != w[0].1).collect();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0][1].1, 25 * MS);
+        assert!(changes[0][1].0 >= HOLD_NS && changes[0][1].0 <= HOLD_NS + 20_000_000);
+        // A target that comes back up before the hold ends resets it.
+        let mut d = PlayoutDelay::new(0);
+        d.update(0, [100 * MS], 0, PlayoutMode::Adaptive);
+        d.update(S, [50 * MS], 0, PlayoutMode::Adaptive);
+        d.update(15 * S, [100 * MS], 0, PlayoutMode::Adaptive);
+        assert_eq!(
+            d.update(30 * S, [50 * MS], 0, PlayoutMode::Adaptive),
+            100 * MS
         );
-        // Monotone, and lands exactly on the target.
-        assert!(history.windows(2).all(|w| w[1].1 <= w[0].1));
-        assert_eq!(history.last().unwrap().1, 25 * MS);
     }
 
     #[test]
-    fn small_dips_are_ignored() {
+    fn noise_within_half_the_margin_is_ignored_both_ways() {
         let mut d = PlayoutDelay::new(0);
-        d.update(0, [50 * MS], 5 * MS, PlayoutMode::Adaptive);
-        for k in 1..1000 {
-            let p = 50 * MS - (k % 2) * MS / 2; // dips by 0.5 ms
+        d.update(0, [50 * MS], 6 * MS, PlayoutMode::Adaptive);
+        for k in 1..1000i64 {
+            // The p99 wanders by up to 2.9 ms either way.
+            let p = 50 * MS + ((k * 37) % 59 - 29) * MS / 10;
             assert_eq!(
-                d.update(k as u64 * 10_000_000, [p], 5 * MS, PlayoutMode::Adaptive),
-                55 * MS
+                d.update(k as u64 * 10_000_000, [p], 6 * MS, PlayoutMode::Adaptive),
+                56 * MS
             );
         }
+        // 3.1 ms more is more than the band: D follows at once.
+        assert_eq!(
+            d.update(
+                10 * S,
+                [50 * MS + 31 * MS / 10],
+                6 * MS,
+                PlayoutMode::Adaptive
+            ),
+            59_100_000
+        );
     }
 
     #[test]
@@ -260,50 +283,66 @@ mod tests {
     }
 
     #[test]
-    fn gate_rises_at_once_and_falls_only_into_silence() {
+    fn gate_rises_at_once_and_falls_only_into_rests() {
         let mut g = PlayoutGate::new();
         let ms = MS as u64;
-        assert_eq!(g.apply(50 * MS, 0, true), 50 * MS);
-        g.played(10 * ms);
-        assert_eq!(g.apply(80 * MS, 11 * ms, false), 80 * MS);
-        g.played(12 * ms);
-        // The target falls to 20 ms, but events are waiting: hold.
-        assert_eq!(g.apply(20 * MS, 13 * ms, false), 80 * MS);
-        // Nothing waiting, 30 ms of silence since the last event: fall by 30 ms only.
-        assert_eq!(g.apply(20 * MS, 42 * ms, true), 50 * MS);
-        // More silence: down to the target, never below it.
-        assert_eq!(g.apply(20 * MS, 200 * ms, true), 20 * MS);
-        assert_eq!(g.applied(), 20 * MS);
+        assert_eq!(g.apply(50 * MS, 0, None), 50 * MS);
+        g.played(100 * ms);
+        assert_eq!(g.apply(80 * MS, 101 * ms, Some(50 * ms)), 80 * MS);
+        // The next event plays 130 ms after the last: too short a rest to touch.
+        assert_eq!(g.apply(20 * MS, 102 * ms, Some(150 * ms)), 80 * MS);
+        // A 400 ms rest ahead: it may lose 5 %, 20 ms, and no more, however many blocks pass.
+        let next = 100 * ms + 400 * ms - 80 * ms;
+        assert_eq!(g.apply(20 * MS, 103 * ms, Some(next)), 60 * MS);
+        assert_eq!(g.apply(20 * MS, 104 * ms, Some(next)), 60 * MS);
+        // Nor so much that the next event would already be due.
+        g.played(1_000 * ms);
+        assert_eq!(g.apply(20 * MS, 1_395 * ms, Some(1_340 * ms)), 55 * MS);
+        // Silence: the rest grows with time, and so does what may be taken from it.
+        g.played(2_000 * ms);
+        assert_eq!(
+            g.apply(20 * MS, 2_300 * ms, None),
+            40 * MS,
+            "300 ms of silence: 15 ms"
+        );
+        assert_eq!(g.apply(20 * MS, 3_000 * ms, None), 20 * MS);
         g.reset();
         assert_eq!(g.applied(), 0);
     }
 
     #[test]
-    fn gate_never_reorders() {
-        // Whatever the targets, an event with a later origin never plays before an earlier
-        // one, provided it arrives before its playout time.
+    fn gate_never_reorders_and_keeps_close_notes_exact() {
+        // Random targets; events every 30 to 500 ms, each arriving one block before it is due.
         let mut g = PlayoutGate::new();
         let mut x = 99u64;
-        let mut last_play = 0u64;
-        let mut last_origin = 0u64;
         let block = 10_000_000u64;
-        for b in 1..20_000u64 {
+        let mut origin = 1_000_000_000u64;
+        let mut last: Option<(u64, u64)> = None; // (origin, play time)
+        let mut now = 0u64;
+        for _ in 0..5000 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
+            origin += 30_000_000 + (x % 470) * 1_000_000;
             let target = (x % 200) as i64 * MS;
-            let now = b * block;
-            // One event every few blocks, origin at the previous block, nothing else waiting.
-            let d = g.apply(target, now, true);
-            if x % 5 == 0 {
-                let origin = now - block;
-                let play = origin + d as u64;
-                if play >= now {
-                    assert!(origin > last_origin);
-                    assert!(play >= last_play, "block {b}: {play} < {last_play}");
-                    last_play = play;
-                    last_origin = origin;
-                    g.played(play);
+            // Blocks pass until this event is played.
+            loop {
+                now += block;
+                let d = g.apply(target, now, Some(origin)) as u64;
+                let play = origin + d;
+                if play < now + block {
+                    if let Some((lo, lp)) = last {
+                        assert!(play >= lp, "order");
+                        let gap = origin - lo;
+                        let got = play - lp;
+                        if gap < MIN_REST_NS {
+                            assert!(got >= gap, "a close note was squeezed");
+                        }
+                        assert!(got as f64 >= gap as f64 * (1.0 - MAX_SQUEEZE) - 1.0);
+                    }
+                    g.played(play.max(now));
+                    last = Some((origin, play.max(now)));
+                    break;
                 }
             }
         }
