@@ -5,3 +5,4 @@
 
 pub mod receiver;
 pub mod sender;
+pub mod voices;

@@ -136,11 +136,24 @@ pub struct ReceiverShared {
     pub rejected: [AtomicU64; REJECT_REASONS],
     /// Events the audio thread played after their time (at offset 0 of a later block).
     pub late: AtomicU64,
+    /// Items the stuck-note guard dropped as stale (older than what it already played).
+    pub stale: AtomicU64,
+    /// Notes the Receiver ended itself (lost note-offs, departed peers, panic, reset).
+    pub notes_ended: AtomicU64,
+    /// Times the host sample clock started again (stalls, jumps, new sample rates).
+    pub clock_relocks: AtomicU64,
+    /// Panic requests (editor button): the audio thread ends every note when this changes.
+    pub panic_requests: AtomicU64,
+    /// The playout delay the audio thread uses now, ns (written every block).
+    pub applied_delay_ns: AtomicI64,
+    /// The longest recent host block, ns (written every block): events must arrive before
+    /// the block that plays them starts, so it adds to the delay.
+    pub block_ns: AtomicU64,
     /// Events the audio thread dropped because its schedule was full.
     pub schedule_full: AtomicU64,
     /// Events the host's output buffer refused.
     pub host_refused: AtomicU64,
-    /// The common playout delay D in ns, written by the network thread, read by `process()`.
+    /// The target playout delay D in ns, written by the network thread, read by `process()`.
     pub playout_delay_ns: AtomicI64,
     /// Blocks processed while the host ran faster than real time (offline rendering), when
     /// events are passed through without alignment.

@@ -97,9 +97,6 @@ pub struct Sender {
     /// Parameters and settings, shared with the host and the network thread. Built in
     /// `default()`.
     params: Arc<SenderParams>,
-    /// Random id chosen at instantiation: identifies this Sender to the Receiver whatever its
-    /// address or port. Set in `default()`, never changed.
-    sender_id: u64,
     /// Counters and state, written by the audio and network threads, read by anyone.
     shared: Arc<SenderShared>,
     /// Session snapshot for the editor: published by the network thread a few times a second,
@@ -119,7 +116,6 @@ impl Default for Sender {
     fn default() -> Self {
         Self {
             params: Arc::new(SenderParams::default()),
-            sender_id: rand::random(),
             shared: Arc::default(),
             status: Arc::default(),
             audio: None,
@@ -176,7 +172,6 @@ impl Plugin for Sender {
         let _ = net::clock::now_ns();
         let (producer, consumer) = bridge::sender_queue();
         let thread = net::sender_thread::SenderThread {
-            sender_id: self.sender_id,
             settings: self.params.settings.clone(),
             queue: consumer,
             shared: self.shared.clone(),
@@ -277,6 +272,10 @@ pub struct ReceiverParams {
     /// up with the remote ones. Read by the audio thread every block.
     #[id = "align_local"]
     pub align_local: BoolParam,
+    /// A Sender silent for this long (seconds) is forgotten and its notes are ended. Read by
+    /// the network thread every few ms.
+    #[id = "timeout"]
+    pub timeout: FloatParam,
     /// Listening port. Saved with the project; read by the network thread; written by the
     /// host when it loads a project.
     #[persist = "receiver"]
@@ -299,12 +298,28 @@ impl Default for ReceiverParams {
             .with_step_size(0.1),
             mode: EnumParam::new("Delay mode", AlignMode::Slowest),
             align_local: BoolParam::new("Align local input", true),
+            timeout: FloatParam::new(
+                "Silence timeout",
+                2.0,
+                FloatRange::Skewed {
+                    min: 0.5,
+                    max: 30.0,
+                    factor: FloatRange::skew_factor(-1.0),
+                },
+            )
+            .with_unit(" s")
+            .with_step_size(0.1),
             settings: Arc::default(),
         }
     }
 }
 
 impl ReceiverParams {
+    /// The silence timeout, ns, as the parameter says now.
+    pub fn timeout_ns(&self) -> u64 {
+        (self.timeout.value().max(0.1) as f64 * 1e9) as u64
+    }
+
     /// Margin (ns) and mode of the playout delay, as the parameters say now.
     pub fn playout(&self) -> (i64, timing::playout::PlayoutMode) {
         let margin = (self.delay.value().max(0.0) as f64 * 1e6) as i64;
@@ -321,8 +336,6 @@ pub struct Receiver {
     /// Parameters and settings, shared with the host and the network thread. Built in
     /// `default()`.
     params: Arc<ReceiverParams>,
-    /// Random id chosen at instantiation, in the header of the Receiver's clock replies.
-    receiver_id: u64,
     /// Counters and state, written by the audio and network threads, read by anyone.
     shared: Arc<ReceiverShared>,
     /// Session snapshot for the editor: published by the network thread a few times a second,
@@ -340,30 +353,36 @@ pub struct Receiver {
     net: Option<NetThread>,
     /// Sample rate the current activation was set up for.
     sample_rate: f32,
+    /// What is sounding at the output, parked here between activations (so the next one can
+    /// end it). Allocated in `default()` (about 600 KB), moved into and out of `audio`.
+    voices: Option<audio::voices::Voices>,
 }
 
 impl Default for Receiver {
     fn default() -> Self {
         Self {
             params: Arc::new(ReceiverParams::default()),
-            receiver_id: rand::random(),
             shared: Arc::default(),
             status: Arc::default(),
             commands: Arc::default(),
             audio: None,
             net: None,
             sample_rate: 0.0,
+            voices: Some(audio::voices::Voices::new()),
         }
     }
 }
 
 impl Receiver {
-    /// Stops the network thread (closing the socket) and drops the audio state.
+    /// Stops the network thread (closing the socket) and drops the audio state, keeping what
+    /// is sounding for the next activation.
     fn stop(&mut self) {
         if let Some(mut n) = self.net.take() {
             n.stop();
         }
-        self.audio = None;
+        if let Some(a) = self.audio.take() {
+            self.voices = Some(a.into_voices());
+        }
     }
 }
 
@@ -402,7 +421,6 @@ impl Plugin for Receiver {
         let _ = net::clock::now_ns();
         let (producer, consumer) = bridge::receiver_queue();
         let thread = net::receiver_thread::ReceiverThread {
-            receiver_id: self.receiver_id,
             params: self.params.clone(),
             queue: producer,
             shared: self.shared.clone(),
@@ -414,7 +432,15 @@ impl Plugin for Receiver {
             Err(e) => nice_error!("udp-midi receiver: cannot start the network thread: {e}"),
         }
         let offline = config.process_mode == ProcessMode::Offline;
-        self.audio = Some(ReceiverAudio::new(consumer, config.sample_rate, offline));
+        let voices = self.voices.take().unwrap_or_default();
+        let panic_seen = self.shared.panic_requests.load(Relaxed);
+        self.audio = Some(ReceiverAudio::new(
+            consumer,
+            config.sample_rate,
+            offline,
+            voices,
+            panic_seen,
+        ));
         self.sample_rate = config.sample_rate;
         true
     }
@@ -433,16 +459,16 @@ impl Plugin for Receiver {
     ) -> ProcessStatus {
         let now = net::clock::now_ns();
         let (margin, mode) = self.params.playout();
-        // Fixed mode follows the parameter at once (automation); otherwise D comes from the
-        // network thread, which adds the same margin to the slowest peer's latency.
-        let delay_ns = match mode {
+        // Fixed mode follows the parameter at once (automation); otherwise the target comes
+        // from the network thread, which adds the same margin to the slowest peer's need.
+        let target_delay_ns = match mode {
             timing::playout::PlayoutMode::Fixed => margin,
             _ => self.shared.playout_delay_ns.load(Relaxed).max(margin),
         };
         let input = BlockInput {
             now_ns: now,
             n: buffer.samples() as u32,
-            delay_ns: delay_ns.max(0) as u64,
+            target_delay_ns,
             align_local: self.params.align_local.value(),
         };
         match &mut self.audio {
