@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod ntp;
 pub mod receiver_thread;
+pub mod room_file;
 pub mod sender_thread;
 
 use std::sync::Arc;

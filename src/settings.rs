@@ -27,6 +27,9 @@ pub struct SenderSettings {
     /// The Receiver's room code, as typed. Empty: use the code of a Receiver on this machine
     /// when the destination is a loopback address (see `docs/protocol.md`, "Rooms").
     pub room: String,
+    /// Batches of events each datagram repeats (0 to 8): more survives more loss, at the cost
+    /// of bandwidth.
+    pub redundancy: u8,
 }
 
 impl Default for SenderSettings {
@@ -37,6 +40,7 @@ impl Default for SenderSettings {
             name: String::new(),
             ntp_server: crate::net::ntp::DEFAULT_SERVER.into(),
             room: String::new(),
+            redundancy: crate::proto::sender::DEFAULT_REDUNDANCY as u8,
         }
     }
 }

@@ -124,6 +124,9 @@ pub struct DelayStatus {
     pub fixed: bool,
     /// The margin ("Default delay"), ns.
     pub margin_ns: i64,
+    /// The Receiver host's longest recent block, ns: events must be there when the block that
+    /// plays them starts, so it is part of the delay (not in fixed mode).
+    pub block_ns: i64,
     /// The slowest peer's need, ns (none without peers or in fixed mode).
     pub slowest_ns: Option<i64>,
     /// The delay the network thread aims at, ns.

@@ -1,11 +1,16 @@
 //! The Receiver's network thread: listens on the configured port (IPv6 and IPv4 on one
-//! dual-stack socket), feeds every datagram to [`ReceiverCore`] with its arrival time, and
-//! passes the scheduled events to the audio thread.
+//! dual-stack socket), feeds every datagram to [`ReceiverCore`] with its arrival time, passes
+//! the scheduled items to the audio thread, and publishes the session for the editor.
 
-use super::{clock, ntp};
+use super::{clock, ntp, room_file};
 use crate::bridge::{NetState, ReceiverShared};
-use crate::proto::receiver::{NtpOffset, ReceiverCore, RejectReason, ScheduledEvent};
-use crate::status::{Commands, Published, ReceiverStatus};
+use crate::proto::receiver::{
+    push_history, NtpOffset, PeerEvent, ReceiverConfig, ReceiverCore, RejectReason, ScheduledEvent,
+};
+use crate::proto::room::RoomCode;
+use crate::proto::seal::RoomKey;
+use crate::settings::ReceiverSettings;
+use crate::status::{Command, Commands, ListenState, Published, ReceiverStatus};
 use crate::ReceiverParams;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -15,12 +20,15 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
-/// Housekeeping period: peer time-outs, settings changes, retrying a busy port, and moving
-/// events the audio queue could not take yet.
+/// Housekeeping period: peer time-outs, the playout delay, settings changes, retrying a busy
+/// port, and moving items the audio queue could not take yet.
 const HOUSEKEEPING: Duration = Duration::from_millis(5);
 
 /// How long to wait before trying a busy port again.
 const REBIND_EVERY_NS: u64 = 1_000_000_000;
+
+/// How often the editor's snapshot is refreshed (and a history point added).
+const PUBLISH_EVERY_NS: u64 = 250_000_000;
 
 /// Receive buffer: larger than any datagram we accept, so an oversized one is seen as such
 /// (and rejected) instead of silently truncated to a valid-looking prefix.
@@ -28,10 +36,8 @@ const RECV_BUF: usize = 2048;
 
 /// Everything the thread needs, moved into it at start.
 pub struct ReceiverThread {
-    /// Random id of this Receiver (in the header of its replies).
-    pub receiver_id: u64,
-    /// Parameters (margin and mode of the playout delay) and settings (port, NTP server),
-    /// shared with the host.
+    /// Parameters (margin and mode of the playout delay, timeout) and settings (port, room,
+    /// NTP server), shared with the host.
     pub params: Arc<ReceiverParams>,
     /// The audio thread's queue.
     pub queue: rtrb::Producer<ScheduledEvent>,
@@ -72,15 +78,35 @@ async fn recv(socket: &Option<UdpSocket>, buf: &mut [u8]) -> std::io::Result<(us
     }
 }
 
+/// The room key of these settings (slow: Argon2id), and the code in its grouped form. An
+/// unreadable code (a hand-edited project) gets a fresh one, so the room is never left open
+/// by accident.
+fn room_of(s: &ReceiverSettings) -> (RoomKey, String) {
+    let code = RoomCode::parse(&s.room).unwrap_or_else(|e| {
+        nice_plug::nice_warn!("udp-midi receiver: room code unusable ({e}); using a new one");
+        RoomCode::random()
+    });
+    (RoomKey::derive(&code), code.to_string())
+}
+
 impl ReceiverThread {
     /// The thread's main loop; returns after `stop` fires.
     pub async fn run(mut self, stop: Arc<Notify>) {
-        let (margin, mode) = self.params.playout();
-        let mut core = ReceiverCore::new(self.receiver_id, margin, mode);
         let settings = self.params.settings.clone();
         let mut current = settings.get();
         let mut port = current.port;
         let mut generation = settings.generation();
+        let (key, mut code) = room_of(&current);
+        let (margin, mode) = self.params.playout();
+        let mut core = ReceiverCore::new(ReceiverConfig {
+            receiver_id: rand::random(),
+            epoch: rand::random(),
+            key: Some(key),
+            open_room: current.open_room,
+            margin_ns: margin,
+            mode,
+            timeout_ns: self.params.timeout_ns(),
+        });
         let (ntp_tx, mut ntp_rx) = tokio::sync::watch::channel(None);
         let mut ntp_task = tokio::spawn(ntp::run(current.ntp_server.clone(), ntp_tx));
         let mut socket: Option<UdpSocket> = None;
@@ -88,7 +114,12 @@ impl ReceiverThread {
         let mut buf = vec![0u8; RECV_BUF];
         let mut tick = tokio::time::interval(HOUSEKEEPING);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut status = ReceiverStatus::default();
+        let started = clock::now_ns();
+        let mut next_publish = started;
+        let mut commands = Vec::with_capacity(Commands::CAPACITY);
         self.shared.set_state(NetState::Starting);
+        status.listen = ListenState::Starting;
         loop {
             let now = clock::now_ns();
             let g = settings.generation();
@@ -96,9 +127,20 @@ impl ReceiverThread {
                 generation = g;
                 let new = settings.get();
                 if new.port != port {
+                    if socket.take().is_some() {
+                        room_file::remove(port, &code);
+                    }
                     port = new.port;
-                    socket = None;
                     next_bind = 0;
+                }
+                if (new.room.as_str(), new.open_room) != (current.room.as_str(), current.open_room)
+                {
+                    let (key, c) = room_of(&new);
+                    core.set_room(Some(key), new.open_room);
+                    if socket.is_some() {
+                        let _ = room_file::write(port, &c);
+                    }
+                    code = c;
                 }
                 if new.ntp_server != current.ntp_server {
                     ntp_task.abort();
@@ -117,12 +159,18 @@ impl ReceiverThread {
             }
             let (margin, mode) = self.params.playout();
             core.set_playout(margin, mode);
+            core.set_timeout(self.params.timeout_ns());
+            core.set_block(self.shared.block_ns.load(Relaxed));
             if socket.is_none() && now >= next_bind {
                 match bind(port) {
                     Ok(s) => {
                         socket = Some(s);
                         self.shared.port.store(port, Relaxed);
                         self.shared.set_state(NetState::Ready);
+                        status.listen = ListenState::Listening(port);
+                        if let Err(e) = room_file::write(port, &code) {
+                            nice_plug::nice_trace!("udp-midi receiver: no local room file: {e}");
+                        }
                     }
                     Err(e) => {
                         let busy = e.kind() == std::io::ErrorKind::AddrInUse;
@@ -138,6 +186,11 @@ impl ReceiverThread {
                         } else {
                             NetState::Error
                         });
+                        status.listen = if busy {
+                            ListenState::PortInUse(port)
+                        } else {
+                            ListenState::Error(e.to_string())
+                        };
                         next_bind = now + REBIND_EVERY_NS;
                     }
                 }
@@ -163,7 +216,7 @@ impl ReceiverThread {
                 }
             }
 
-            // Answer clock-exchange requests, stamping each with its send time.
+            // Replies (clock answers, refusals), each stamped with its send time.
             if let Some(s) = &socket {
                 while let Some((to, d)) = core.poll_transmit(clock::now_ns()) {
                     let _ = s.try_send_to(d.as_bytes(), to);
@@ -172,23 +225,62 @@ impl ReceiverThread {
                 while core.poll_transmit(0).is_some() {}
             }
 
-            // Hand scheduled events to the audio thread; keep what does not fit for later.
+            // Hand scheduled items to the audio thread; keep what does not fit for later.
             while let Some(ev) = core.poll_event() {
                 if let Err(rtrb::PushError::Full(ev)) = self.queue.push(ev) {
                     core.unpoll_event(ev);
                     break;
                 }
             }
-            while core.poll_peer_event().is_some() {}
-            self.publish(&core);
+            while let Some(e) = core.poll_peer_event() {
+                match e {
+                    PeerEvent::Joined { slot, sender_id } => nice_plug::nice_log!(
+                        "udp-midi receiver: sender {sender_id:016x} joined (slot {slot})"
+                    ),
+                    PeerEvent::Left {
+                        slot,
+                        sender_id,
+                        reason,
+                    } => nice_plug::nice_log!(
+                        "udp-midi receiver: sender {sender_id:016x} left (slot {slot}, {reason:?})"
+                    ),
+                }
+            }
+            commands.clear();
+            self.commands.drain_into(&mut commands);
+            for c in &commands {
+                match *c {
+                    Command::Kick(slot) => core.kick(slot as usize),
+                    Command::Panic => {
+                        self.shared.panic_requests.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+            self.publish_counters(&core);
+            let now = clock::now_ns();
+            if now >= next_publish {
+                next_publish = now + PUBLISH_EVERY_NS;
+                let applied = self.shared.applied_delay_ns.load(Relaxed);
+                core.report(now, applied, &mut status);
+                status.late = self.shared.late.load(Relaxed);
+                status.offline_blocks = self.shared.offline_blocks.load(Relaxed);
+                push_history(&mut status, (now - started) as f32 / 1e9);
+                self.status.publish(&status);
+            }
         }
         ntp_task.abort();
+        if socket.is_some() {
+            room_file::remove(port, &code);
+        }
         self.shared.set_state(NetState::Stopped);
         self.shared.port.store(0, Relaxed);
+        status.listen = ListenState::Stopped;
+        status.peers.clear();
+        self.status.publish(&status);
     }
 
     /// Copies the core's counters to the shared atomics.
-    fn publish(&self, core: &ReceiverCore) {
+    fn publish_counters(&self, core: &ReceiverCore) {
         let s = core.stats();
         self.shared.datagrams.store(s.datagrams, Relaxed);
         self.shared.events.store(s.events, Relaxed);

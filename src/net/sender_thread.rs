@@ -1,12 +1,16 @@
 //! The Sender's network thread: drains the audio thread's queue into [`SenderCore`], resolves
-//! the destination, and sends the datagrams the core produces.
+//! the destination, finds the room key, sends the datagrams the core produces, and publishes
+//! the link for the editor.
 
-use super::{clock, ntp};
+use super::{clock, ntp, room_file};
 use crate::bridge::{NetState, SenderMsg, SenderShared};
 use crate::proto::receiver::NtpOffset;
-use crate::proto::sender::SenderCore;
+use crate::proto::room::RoomCode;
+use crate::proto::seal::RoomKey;
+use crate::proto::sender::{Link, SenderCore};
+use crate::proto::wire::ClockSource as WireSource;
 use crate::settings::{SenderSettings, Settings};
-use crate::status::{Published, SenderStatus};
+use crate::status::{ClockSource, LinkState, Published, SenderStatus};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -23,12 +27,16 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 /// How often a destination given by name is looked up again (DNS records change).
 const RESOLVE_EVERY_NS: u64 = 60_000_000_000;
+/// How often the local room file is read again while the code is taken from it.
+const ROOM_FILE_EVERY_NS: u64 = 2_000_000_000;
+/// ... and while the Receiver does not answer or refuses us.
+const ROOM_FILE_RETRY_NS: u64 = 100_000_000;
+/// How often the editor's snapshot is refreshed.
+const PUBLISH_EVERY_NS: u64 = 250_000_000;
 
 /// Everything the thread needs, moved into it at start.
 pub struct SenderThread {
-    /// Random id of this Sender instance.
-    pub sender_id: u64,
-    /// Destination and name, shared with the host.
+    /// Destination, name and room code, shared with the host.
     pub settings: Arc<Settings<SenderSettings>>,
     /// The audio thread's queue.
     pub queue: rtrb::Consumer<SenderMsg>,
@@ -40,10 +48,10 @@ pub struct SenderThread {
 
 /// A destination being looked up or known.
 enum Dest {
-    /// No usable destination (empty host, or the lookup failed).
-    None,
+    /// No usable destination (the text says why).
+    None(String),
     /// A DNS lookup is running.
-    Resolving(JoinHandle<Option<SocketAddr>>),
+    Resolving(JoinHandle<Result<SocketAddr, String>>),
     /// Ready.
     Known(SocketAddr),
 }
@@ -51,8 +59,11 @@ enum Dest {
 /// Parses an address literal, or starts a DNS lookup for a name.
 fn resolve(s: &SenderSettings) -> Dest {
     let host = s.host.trim().trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || s.port == 0 {
-        return Dest::None;
+    if host.is_empty() {
+        return Dest::None("no destination set".into());
+    }
+    if s.port == 0 {
+        return Dest::None("port 0 is not a destination".into());
     }
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Dest::Known(SocketAddr::new(ip, s.port));
@@ -60,11 +71,10 @@ fn resolve(s: &SenderSettings) -> Dest {
     let target = (host.to_owned(), s.port);
     Dest::Resolving(tokio::spawn(async move {
         match tokio::net::lookup_host(target.clone()).await {
-            Ok(mut addrs) => addrs.next(),
-            Err(e) => {
-                nice_plug::nice_warn!("udp-midi sender: cannot resolve {}: {e}", target.0);
-                None
-            }
+            Ok(mut addrs) => addrs
+                .next()
+                .ok_or_else(|| format!("{} has no address", target.0)),
+            Err(e) => Err(format!("cannot resolve {}: {e}", target.0)),
         }
     }))
 }
@@ -89,20 +99,43 @@ async fn socket_for(dest: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::bind(any).await
 }
 
+/// The room code to use: the one set (`Some(None)` when it does not parse), or, when none is
+/// set and the Receiver is on this machine, the one in its room file (`None`: no file now,
+/// keep what was found before: the Receiver is restarting).
+fn code_for(s: &SenderSettings, dest: Option<SocketAddr>) -> Option<Option<RoomCode>> {
+    if !s.room.trim().is_empty() {
+        return Some(RoomCode::parse(&s.room).ok());
+    }
+    let Some(d) = dest else {
+        return Some(None);
+    };
+    if !d.ip().is_loopback() {
+        return Some(None);
+    }
+    let found = RoomCode::parse(&room_file::read(d.port())?).ok()?;
+    Some(Some(found))
+}
+
 impl SenderThread {
     /// The thread's main loop; returns after `stop` fires, once the goodbye is sent.
     pub async fn run(mut self, stop: Arc<Notify>) {
         let mut settings = self.settings.get();
         let mut generation = self.settings.generation();
-        let mut core = SenderCore::new(self.sender_id, &settings.name);
+        let mut core = SenderCore::new(rand::random(), &settings.name, None);
+        core.set_redundancy(settings.redundancy as usize);
         let mut dest = resolve(&settings);
         let mut resolved_at = clock::now_ns();
+        let mut code: Option<RoomCode> = None;
+        let mut code_checked = 0u64;
         let mut socket: Option<(UdpSocket, bool)> = None;
         let mut tick = interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut buf = [0u8; 2048];
         let (ntp_tx, mut ntp_rx) = tokio::sync::watch::channel(None);
         let mut ntp_task = tokio::spawn(ntp::run(settings.ntp_server.clone(), ntp_tx));
+        let mut status = SenderStatus::default();
+        let mut next_publish = 0u64;
+        let mut ntp_now = None;
         self.shared.set_state(NetState::Starting);
         loop {
             let stopping = tokio::select! {
@@ -112,7 +145,7 @@ impl SenderThread {
                     let arrival = clock::now_ns();
                     if let Ok((n, from)) = r {
                         // Only our Receiver's answers count.
-                        if Some(from) == match dest { Dest::Known(a) => Some(a), _ => None } {
+                        if matches!(dest, Dest::Known(a) if a == from) {
                             let _ = core.handle_datagram(arrival, &buf[..n]);
                         }
                     }
@@ -121,6 +154,7 @@ impl SenderThread {
             };
             let now = clock::now_ns();
             if let Some(n) = *ntp_rx.borrow() {
+                ntp_now = Some(n);
                 core.set_ntp(Some(NtpOffset {
                     offset_ns: n.offset_ns,
                     error_ns: n.error_ns,
@@ -137,14 +171,17 @@ impl SenderThread {
                     resolved_at = now;
                 }
                 core.set_name(&new.name);
+                core.set_redundancy(new.redundancy as usize);
                 if new.ntp_server != settings.ntp_server {
                     ntp_task.abort();
                     let (tx, rx) = tokio::sync::watch::channel(None);
                     ntp_rx = rx;
                     ntp_task = tokio::spawn(ntp::run(new.ntp_server.clone(), tx));
                     core.set_ntp(None);
+                    ntp_now = None;
                 }
                 settings = new;
+                code_checked = 0;
             }
             if matches!(dest, Dest::Known(_))
                 && now.saturating_sub(resolved_at) > RESOLVE_EVERY_NS
@@ -156,18 +193,44 @@ impl SenderThread {
             if let Dest::Resolving(h) = &mut dest {
                 if h.is_finished() {
                     dest = match h.await {
-                        Ok(Some(a)) => Dest::Known(a),
-                        _ => Dest::None,
+                        Ok(Ok(a)) => Dest::Known(a),
+                        Ok(Err(e)) => {
+                            nice_plug::nice_warn!("udp-midi sender: {e}");
+                            Dest::None(e)
+                        }
+                        Err(_) => Dest::None("lookup failed".into()),
                     };
+                    code_checked = 0;
                 }
             }
             let target = match dest {
                 Dest::Known(a) => Some(a),
                 _ => None,
             };
+
+            // The room key: derived again (slowly) only when the code changes. A code taken from
+            // the local Receiver's room file is looked at again often until it works.
+            if core.link() == Link::Refused && settings.room.trim().is_empty() {
+                code_checked = code_checked.min(now + ROOM_FILE_RETRY_NS);
+            }
+            if now >= code_checked && !stopping {
+                code_checked = now
+                    + if settings.room.trim().is_empty() && core.link() != Link::Connected {
+                        ROOM_FILE_RETRY_NS
+                    } else {
+                        ROOM_FILE_EVERY_NS
+                    };
+                if let Some(c) = code_for(&settings, target) {
+                    if c != code {
+                        core.set_key(c.as_ref().map(RoomKey::derive));
+                        code = c;
+                    }
+                }
+            }
+
             self.shared.set_state(match (&dest, &socket) {
                 (Dest::Known(_), Some(_)) => NetState::Ready,
-                (Dest::None, _) => NetState::Error,
+                (Dest::None(_), _) => NetState::Error,
                 _ => NetState::Starting,
             });
 
@@ -193,7 +256,7 @@ impl SenderThread {
                 }
             }
             if stopping {
-                core.close();
+                core.close(now);
             } else {
                 core.handle_timeout(now);
             }
@@ -210,15 +273,45 @@ impl SenderThread {
                     self.shared.send_errors.fetch_add(1, Relaxed);
                 }
             }
+            let clock_status = core.clock_status(now);
             self.shared
                 .events_sent
                 .store(core.stats().events_sent, Relaxed);
-            self.shared.publish_clock(&core.clock_status(now));
+            self.shared.publish_clock(&clock_status);
+            if now >= next_publish || stopping {
+                next_publish = now + PUBLISH_EVERY_NS;
+                status.link = match (&dest, core.link()) {
+                    (Dest::None(why), _) => LinkState::NoDestination(why.clone()),
+                    (Dest::Resolving(_), _) => LinkState::NoReply,
+                    (_, Link::NoReply) => LinkState::NoReply,
+                    (_, Link::Connected) => LinkState::Connected,
+                    (_, Link::Refused) => LinkState::Refused,
+                };
+                status.destination = target;
+                status.rtt_ns = (clock_status.rtt_ns > 0).then_some(clock_status.rtt_ns);
+                status.clock = match clock_status.source {
+                    Some(WireSource::Direct) => ClockSource::Direct,
+                    Some(WireSource::Ntp) => ClockSource::Ntp,
+                    None => ClockSource::None,
+                };
+                status.clock_offset_ns = clock_status.offset_ns;
+                status.clock_error_ns = clock_status.error_ns;
+                status.skew_ppm = clock_status.skew_ppm;
+                status.ntp = ntp_now.map(|n| (n.offset_ns, n.error_ns));
+                let st = core.stats();
+                status.events_sent = st.events_sent;
+                status.datagrams_sent = st.datagrams;
+                status.events_dropped =
+                    self.shared.events_dropped.load(Relaxed) + st.events_dropped;
+                self.status.publish(&status);
+            }
             if stopping {
                 break;
             }
         }
         ntp_task.abort();
         self.shared.set_state(NetState::Stopped);
+        status.link = LinkState::Stopped;
+        self.status.publish(&status);
     }
 }
