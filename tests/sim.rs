@@ -5,5 +5,7 @@
 
 #[path = "sim/alignment.rs"]
 mod alignment;
+#[path = "sim/recovery.rs"]
+mod recovery;
 #[path = "sim/world.rs"]
 mod world;

@@ -32,7 +32,6 @@ fn direct_exchange_converges_on_loopback() {
     let rshared = Arc::new(ReceiverShared::default());
     let (rprod, _rcons) = bridge::receiver_queue();
     let rthread = ReceiverThread {
-        receiver_id: 1,
         params: params.clone(),
         queue: rprod,
         shared: rshared.clone(),
@@ -52,7 +51,6 @@ fn direct_exchange_converges_on_loopback() {
     let sshared = Arc::new(SenderShared::default());
     let (_sprod, scons) = bridge::sender_queue();
     let sthread = SenderThread {
-        sender_id: 2,
         settings,
         queue: scons,
         shared: sshared.clone(),
