@@ -295,7 +295,7 @@ mod tests {
             let now = b * block;
             // One event every few blocks, origin at the previous block, nothing else waiting.
             let d = g.apply(target, now, true);
-            if x % 5 == 0 {
+            if x.is_multiple_of(5) {
                 let origin = now - block;
                 let play = origin + d as u64;
                 if play >= now {

@@ -63,7 +63,9 @@ pub struct PeerSpec {
 pub struct Played {
     /// Sample index since the Receiver's host started.
     pub sample: u64,
-    /// Peer slot (the scheduled event's `peer`).
+    /// Peer slot (the scheduled event's `peer`). Read only through `Debug`, in failure
+    /// messages.
+    #[allow(dead_code)]
     pub peer: u8,
     /// The message.
     pub msg: MidiMessage,
