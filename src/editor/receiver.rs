@@ -496,11 +496,14 @@ fn bottom(ui: &mut Ui, status: &ReceiverStatus) {
                         }
                     });
                 if rej.len() > 5 {
+                    let rest: Vec<String> =
+                        rej[5..].iter().map(|(l, n)| format!("{l}: {n}")).collect();
                     ui.label(
                         RichText::new(format!("and {} more reasons", rej.len() - 5))
                             .size(SMALL)
                             .color(WEAK),
-                    );
+                    )
+                    .on_hover_text(rest.join("\n"));
                 }
                 ui.add_space(4.0);
                 for line in [
