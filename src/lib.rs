@@ -10,6 +10,7 @@
 //! - [`net`]: the network thread, the only owner of sockets;
 //! - [`bridge`]: lock-free queues and atomic counters between the threads;
 //! - [`audio`]: what `process()` does with them;
+//! - [`editor`]: the two editors (egui), drawn from the status snapshots;
 //! - [`settings`]: what is saved with the project besides parameters;
 //! - [`status`]: the session snapshot the editors show, and their commands;
 //! - [`timing`]: clock estimators (host sample clock, clock exchange, latency statistics).
@@ -22,6 +23,7 @@ pub mod audio;
 #[cfg(feature = "baseline")]
 pub mod baseline;
 pub mod bridge;
+pub mod editor;
 pub mod net;
 pub mod proto;
 pub mod settings;
@@ -33,6 +35,7 @@ use audio::sender::SenderAudio;
 use bridge::{ReceiverShared, SenderShared};
 use net::NetThread;
 use nice_plug::prelude::*;
+use nice_plug_egui::EguiEditor;
 use proto::event::SysEx;
 use settings::{ReceiverSettings, SenderSettings, Settings};
 use status::{Commands, Published, ReceiverStatus, SenderStatus};
@@ -147,11 +150,15 @@ impl Plugin for Sender {
     const SAMPLE_ACCURATE_AUTOMATION: bool = false;
 
     type SysExMessage = SysEx;
-    type Editor = ();
+    type Editor = EguiEditor<editor::SenderEditor>;
     type BackgroundTask = ();
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        editor::sender_editor(self.params.clone(), self.status.clone())
     }
 
     fn activate(
@@ -398,11 +405,19 @@ impl Plugin for Receiver {
     const SAMPLE_ACCURATE_AUTOMATION: bool = false;
 
     type SysExMessage = SysEx;
-    type Editor = ();
+    type Editor = EguiEditor<editor::ReceiverEditor>;
     type BackgroundTask = ();
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        editor::receiver_editor(
+            self.params.clone(),
+            self.status.clone(),
+            self.commands.clone(),
+        )
     }
 
     fn activate(

@@ -1,0 +1,237 @@
+//! The Sender's editor: where it sends (host, port, room code, name, NTP server), whether the
+//! Receiver answers, the round trip and the clock, and a light that blinks with the MIDI.
+//!
+//! [`SenderUi::ui`] draws one frame from a status snapshot, with no plugin host needed.
+
+use super::fields::{self, Commit, Field};
+use super::format::{self, UNKNOWN};
+use super::view::{self, Activity};
+use super::widgets::{
+    self, field_errors, light, rich, section, text_field, tone_color, GOOD, SMALL, TEXT, WEAK,
+};
+use crate::settings::{SenderSettings, Settings};
+use crate::status::SenderStatus;
+use crate::SenderParams;
+use egui::{Align, Grid, Layout, RichText, Ui, Vec2};
+use nice_plug::prelude::ParamSetter;
+
+/// Window size, points.
+pub const SIZE: Vec2 = Vec2::new(480.0, 360.0);
+
+/// Width of the text fields, points.
+const FIELD_W: f32 = 200.0;
+
+/// Editor state that lives on the GUI thread only. Dropping it (closing the window) changes
+/// nothing in the session.
+#[derive(Debug, Default)]
+pub struct SenderUi {
+    /// The Receiver's host field.
+    host: Field,
+    /// The Receiver's port field.
+    port: Field,
+    /// The room code field.
+    room: Field,
+    /// The display name field.
+    name: Field,
+    /// The NTP server field.
+    ntp: Field,
+    /// The MIDI light.
+    activity: Activity,
+}
+
+/// Changes one thing in the settings (GUI thread; the network thread notices).
+fn update(settings: &Settings<SenderSettings>, f: impl FnOnce(&mut SenderSettings)) {
+    let mut v = settings.get();
+    f(&mut v);
+    settings.set(v);
+}
+
+impl SenderUi {
+    /// Draws one frame.
+    pub fn ui(
+        &mut self,
+        ui: &mut Ui,
+        status: &SenderStatus,
+        params: &SenderParams,
+        setter: &ParamSetter,
+    ) {
+        let now = ui.input(|i| i.time);
+        let lit = self.activity.update(status.events_sent, now);
+        ui.horizontal(|ui| {
+            ui.label(RichText::new("UDP MIDI Sender").heading().color(TEXT));
+            ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+                ui.label(RichText::new("MIDI").color(if lit { TEXT } else { WEAK }));
+                light(ui, lit, GOOD, 12.0).on_hover_text("Blinks when MIDI is sent.");
+                ui.add_space(12.0);
+                let mut thru = params.thru.value();
+                if ui
+                    .checkbox(&mut thru, "MIDI thru")
+                    .on_hover_text(
+                        "Pass the MIDI on to the next plugin, so you hear your own synth.",
+                    )
+                    .changed()
+                {
+                    setter.begin_set_parameter(&params.thru);
+                    setter.set_parameter(&params.thru, thru);
+                    setter.end_set_parameter(&params.thru);
+                }
+            });
+        });
+        self.destination(ui, &params.settings);
+        ui.add_space(2.0);
+        connection(ui, status, &params.settings.get());
+    }
+
+    /// The settings: where to send, as whom.
+    fn destination(&mut self, ui: &mut Ui, store: &Settings<SenderSettings>) {
+        let s = store.get();
+        self.host.sync(&s.host, widgets::focused(ui, "host"));
+        self.port
+            .sync(&s.port.to_string(), widgets::focused(ui, "port"));
+        self.room.sync(&s.room, widgets::focused(ui, "room"));
+        self.name.sync(&s.name, widgets::focused(ui, "name"));
+        self.ntp.sync(&s.ntp_server, widgets::focused(ui, "ntp"));
+        section(ui, "SEND TO", |ui| {
+            Grid::new("destination")
+                .num_columns(2)
+                .spacing(Vec2::new(10.0, 6.0))
+                .show(ui, |ui| {
+                    ui.label("Host");
+                    ui.horizontal(|ui| {
+                        if let Commit::Apply(v) = text_field(
+                            ui,
+                            "host",
+                            &mut self.host,
+                            FIELD_W,
+                            "address or name",
+                            false,
+                            fields::host,
+                        ) {
+                            update(store, |s| s.host = v);
+                        }
+                        ui.label("Port");
+                        let check = |t: &str| fields::port(t).map(|p| p.to_string());
+                        if let Commit::Apply(v) =
+                            text_field(ui, "port", &mut self.port, 56.0, "47800", false, check)
+                        {
+                            if let Ok(p) = v.parse() {
+                                update(store, |s| s.port = p);
+                            }
+                        }
+                    });
+                    ui.end_row();
+                    ui.label("Room code");
+                    let check = |t: &str| fields::room(t, true);
+                    if let Commit::Apply(v) = text_field(
+                        ui,
+                        "room",
+                        &mut self.room,
+                        FIELD_W,
+                        "from the host (empty: this machine)",
+                        true,
+                        check,
+                    ) {
+                        update(store, |s| s.room = v);
+                    }
+                    ui.end_row();
+                    ui.label("Your name");
+                    if let Commit::Apply(v) = text_field(
+                        ui,
+                        "name",
+                        &mut self.name,
+                        FIELD_W,
+                        "shown to the host",
+                        false,
+                        fields::name,
+                    ) {
+                        update(store, |s| s.name = v);
+                    }
+                    ui.end_row();
+                    ui.label("NTP server");
+                    if let Commit::Apply(v) = text_field(
+                        ui,
+                        "ntp",
+                        &mut self.ntp,
+                        FIELD_W,
+                        "empty: NTP off",
+                        false,
+                        fields::ntp_server,
+                    ) {
+                        update(store, |s| s.ntp_server = v);
+                    }
+                    ui.end_row();
+                });
+            field_errors(
+                ui,
+                &[
+                    ("Host", &self.host),
+                    ("Port", &self.port),
+                    ("Room code", &self.room),
+                    ("Your name", &self.name),
+                    ("NTP server", &self.ntp),
+                ],
+            );
+        });
+    }
+}
+
+/// The link to the Receiver, the clock, and the counters.
+fn connection(ui: &mut Ui, status: &SenderStatus, settings: &SenderSettings) {
+    section(ui, "CONNECTION", |ui| {
+        let (head, hint) = view::link(status);
+        ui.horizontal(|ui| {
+            light(ui, true, tone_color(head.tone), 10.0);
+            ui.label(rich(&head).strong());
+        });
+        if let Some(h) = hint {
+            ui.label(RichText::new(h).size(SMALL).color(WEAK));
+        }
+        Grid::new("connection")
+            .num_columns(2)
+            .spacing(Vec2::new(10.0, 3.0))
+            .show(ui, |ui| {
+                ui.label(RichText::new("Round trip").color(WEAK));
+                let rtt = status.rtt_ns.map_or_else(
+                    || UNKNOWN.to_string(),
+                    |r| format::ms_unit(r.min(i64::MAX as u64) as i64),
+                );
+                ui.label(rtt);
+                ui.end_row();
+                ui.label(RichText::new("Clock offset").color(WEAK));
+                let (off, quality) = view::sender_clock(status);
+                ui.horizontal(|ui| {
+                    ui.label(off);
+                    ui.label(rich(&quality).size(SMALL));
+                    if status.clock != crate::status::ClockSource::None {
+                        ui.label(
+                            RichText::new(format!("drift {}", format::ppm(status.skew_ppm)))
+                                .size(SMALL)
+                                .color(WEAK),
+                        );
+                    }
+                });
+                ui.end_row();
+                ui.label(RichText::new("NTP").color(WEAK));
+                ui.label(rich(&view::ntp(status.ntp, &settings.ntp_server)));
+                ui.end_row();
+                ui.label(RichText::new("Sent").color(WEAK));
+                ui.label(format!(
+                    "{} events in {} datagrams",
+                    format::count(status.events_sent),
+                    format::count(status.datagrams_sent)
+                ));
+                ui.end_row();
+                if status.events_dropped > 0 {
+                    ui.label(RichText::new("Dropped").color(WEAK));
+                    ui.label(
+                        RichText::new(format!(
+                            "{} events (the queue to the network was full)",
+                            format::count(status.events_dropped)
+                        ))
+                        .color(widgets::BAD),
+                    );
+                    ui.end_row();
+                }
+            });
+    });
+}
