@@ -9,7 +9,14 @@
 //! - `process/receiver/N`: the Receiver with the same input, in fixed mode with a 50 ms delay
 //!   and "Align local input" on, so every block schedules its N events and plays the N events
 //!   scheduled 50 ms (4.7 blocks) earlier: its schedule holds about 4.7 N events;
-//! - `process/receiver_idle/0`: the Receiver with no input and "Align local input" off.
+//! - `process/receiver_idle/0`: the Receiver with no input and "Align local input" off;
+//! - `process/receiver_flood/16`: `process/receiver/16` while another socket sends garbage to
+//!   the Receiver's port as fast as it can (half random bytes, half well-formed headers with a
+//!   forged seal), for the whole case (more than 10 s); the figures printed next to it say how
+//!   many datagrams were sent and the process's resident memory before and after;
+//! - `process/receiver_editor/16`: `process/receiver/16` while a thread draws the Receiver's
+//!   editor (the same code the plugin window runs, on the CPU rasterizer's input side: status
+//!   copy, layout, tessellation) 60 times a second.
 //!
 //! The Receiver places its blocks on the wall clock (it reads the session clock at the start
 //! of every `process()` and maps the host's sample counter to it), and a host that calls it
@@ -22,7 +29,9 @@
 //! The pass-through runs in exactly the same way, so the two are comparable.
 //!
 //! Group `clock`: the pure estimators, through the library's Rust API (no plugin, no pacing):
-//! `HostClock::update` once per block, and `ClockFilter::add_sample` + `estimate`.
+//! `clock/host_clock`: `HostClock::update`, once per block on the audio thread;
+//! `clock/clock_filter`: `ClockFilter::add_sample` with a full window (1,024 samples), which
+//! refits both envelopes, ten times a second on a Sender's network thread.
 
 use clack_extensions::state::PluginState;
 use clack_host::events::event_types::{NoteOffEvent, NoteOnEvent};
@@ -37,7 +46,8 @@ use std::hint::black_box;
 use std::io::Cursor;
 use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// CLAP id of the baseline pass-through (only exported with the `baseline` feature).
@@ -370,7 +380,7 @@ fn bench_case(
     name: &str,
     n: u32,
     delayed: bool,
-    make: impl Fn() -> Rig,
+    mut make: impl FnMut() -> Rig,
 ) {
     let mut rig: Option<Rig> = None;
     group.bench_function(BenchmarkId::new(name, n), |b| {
@@ -396,6 +406,78 @@ fn bench_case(
             );
         }
     }
+}
+
+/// Sends garbage to `port` on 127.0.0.1 as fast as one thread can until `stop`; returns the
+/// number of datagrams sent.
+fn flood(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut buf = [0u8; 300];
+        let mut sent = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            for b in buf.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            if sent % 2 == 0 {
+                // A well-formed header with the sealed flag and a forged tag: it reaches the
+                // authentication, the most expensive rejection.
+                buf[..4].copy_from_slice(b"UMID");
+                buf[4] = 2;
+                buf[5] = 1;
+                buf[6] = 1;
+                buf[7] = 0;
+            }
+            let len = 24 + (x % 270) as usize;
+            if sock.send_to(&buf[..len], ("127.0.0.1", port)).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    })
+}
+
+/// Resident memory of this process, KiB (Linux `/proc/self/status`).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Draws the Receiver's editor (demo session) 60 times a second until `stop`; returns frames.
+fn editor_load(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        use udp_midi::editor::{demo, headless::Headless, receiver, ReceiverEditor};
+        use udp_midi::status::{Commands, Published};
+        let params = Arc::new(udp_midi::ReceiverParams::default());
+        params.settings.set(demo::receiver_settings());
+        let published = Arc::new(Published::default());
+        published.publish(&demo::receiver_status());
+        let mut editor = ReceiverEditor::new(params, published, Arc::new(Commands::default()));
+        let mut h = Headless::new(receiver::SIZE, 1.0);
+        let mut frames = 0u64;
+        let start = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let mut out = h.frame(|ui, setter| editor.draw(ui, setter));
+            black_box(h.tessellate(&mut out));
+            frames += 1;
+            let due = start + Duration::from_secs_f64(frames as f64 / 60.0);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        frames
+    })
 }
 
 /// Group `process`.
@@ -424,13 +506,88 @@ fn process(c: &mut Criterion) {
         let state = receiver_state(free_udp_port(), false);
         Rig::new(RECEIVER_ID, Some(&state), 0)
     });
+
+    // Under a flood of garbage.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut flooder = None;
+    let rss_before = rss_kib();
+    bench_case(&mut group, "receiver_flood", 16, true, || {
+        let port = free_udp_port();
+        let state = receiver_state(port, true);
+        let rig = Rig::new(RECEIVER_ID, Some(&state), 16);
+        flooder = Some((flood(port, stop.clone()), Instant::now()));
+        rig
+    });
+    stop.store(true, Ordering::Relaxed);
+    if let Some((h, t0)) = flooder {
+        let secs = t0.elapsed().as_secs_f64();
+        let sent = h.join().unwrap_or(0);
+        eprintln!(
+            "process/receiver_flood/16: {sent} garbage datagrams in {secs:.1} s ({:.0}/s); \
+             resident memory {} KiB before, {} KiB after",
+            sent as f64 / secs,
+            rss_before,
+            rss_kib()
+        );
+    }
+
+    // With the editor open.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut drawer = None;
+    bench_case(&mut group, "receiver_editor", 16, true, || {
+        let state = receiver_state(free_udp_port(), true);
+        let rig = Rig::new(RECEIVER_ID, Some(&state), 16);
+        drawer = Some((editor_load(stop.clone()), Instant::now()));
+        rig
+    });
+    stop.store(true, Ordering::Relaxed);
+    if let Some((h, t0)) = drawer {
+        let frames = h.join().unwrap_or(0);
+        eprintln!(
+            "process/receiver_editor/16: {frames} editor frames drawn in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
     group.finish();
 }
 
 /// Group `clock`.
 fn clock(c: &mut Criterion) {
-    let _ = c;
-    let _ = black_box(0);
+    use udp_midi::timing::clock_filter::{ClockFilter, WINDOW};
+    use udp_midi::timing::host_clock::HostClock;
+    let mut group = c.benchmark_group("clock");
+    group.bench_function("host_clock", |b| {
+        let mut hc = HostClock::new();
+        let mut t = 1_700_000_000_000_000_000u64;
+        let mut x = 1u64;
+        b.iter(|| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            t += 10_666_667 + (x >> 54);
+            black_box(hc.update(black_box(t), 512, SAMPLE_RATE))
+        });
+    });
+    group.bench_function("clock_filter", |b| {
+        let mut f = ClockFilter::new();
+        let mut t = 1_700_000_000_000_000_000u64;
+        let mut x = 7u64;
+        let mut sample = |f: &mut ClockFilter| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let up = 20_000_000 + (x >> 44);
+            let down = 20_000_000 + ((x >> 20) & 0xFFFFF);
+            let t1 = t;
+            let t2 = t1 + up + 5_000_000;
+            let _ = f.add_sample(t1, t2, t2 + 10_000, t1 + up + 10_000 + down);
+            t += 100_000_000;
+        };
+        for _ in 0..WINDOW {
+            sample(&mut f);
+        }
+        b.iter(|| {
+            sample(&mut f);
+            black_box(f.estimate())
+        });
+    });
+    group.finish();
 }
 
 criterion_group! {

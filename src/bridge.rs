@@ -90,6 +90,8 @@ pub struct SenderShared {
     pub clock_error_ns: AtomicU64,
     /// Best round trip to the Receiver, ns.
     pub rtt_ns: AtomicU64,
+    /// Blocks the host rendered offline (a bounce): passed through, not sent.
+    pub offline_blocks: AtomicU64,
 }
 
 impl SenderShared {

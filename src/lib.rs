@@ -188,7 +188,8 @@ impl Plugin for Sender {
             Ok(t) => self.net = Some(t),
             Err(e) => nice_error!("udp-midi sender: cannot start the network thread: {e}"),
         }
-        self.audio = Some(SenderAudio::new(producer, config.sample_rate));
+        let offline = config.process_mode == ProcessMode::Offline;
+        self.audio = Some(SenderAudio::new(producer, config.sample_rate, offline));
         self.sample_rate = config.sample_rate;
         true
     }

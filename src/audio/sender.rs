@@ -16,15 +16,18 @@ pub struct SenderAudio {
     clock: HostClock,
     /// Sample rate of this activation, Hz.
     sample_rate: f64,
+    /// The host said it renders offline: a bounce, not a performance to send.
+    offline: bool,
 }
 
 impl SenderAudio {
     /// Audio state for one activation.
-    pub fn new(queue: rtrb::Producer<SenderMsg>, sample_rate: f32) -> Self {
+    pub fn new(queue: rtrb::Producer<SenderMsg>, sample_rate: f32, offline: bool) -> Self {
         Self {
             queue,
             clock: HostClock::new(),
             sample_rate: sample_rate as f64,
+            offline,
         }
     }
 
@@ -49,9 +52,15 @@ impl SenderAudio {
     {
         let timing = self.clock.update(now_ns, n, self.sample_rate);
         let (block_start_ns, ns_per_sample) = (timing.start_ns, timing.ns_per_sample);
+        // An offline bounce is not a performance: its events have no moment in real time to
+        // be stamped with, and the session should not hear it. The track still passes through.
+        let send = !(self.offline || self.clock.is_offline());
+        if !send {
+            shared.offline_blocks.fetch_add(1, Relaxed);
+        }
         let mut queued = false;
         while let Some(ev) = context.next_event() {
-            if let Some((timing, msg)) = MidiMessage::from_note_event(&ev) {
+            if let Some((timing, msg)) = MidiMessage::from_note_event(&ev).filter(|_| send) {
                 if msg.is_valid() {
                     let time_ns = block_start_ns + (timing as f64 * ns_per_sample).round() as u64;
                     let m = SenderMsg::Event(TimedMessage { time_ns, msg });
