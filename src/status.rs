@@ -170,6 +170,9 @@ pub struct ReceiverStatus {
     pub late: u64,
     /// Blocks rendered offline (unaligned).
     pub offline_blocks: u64,
+    /// The host is rendering offline right now (blocks were rendered offline since the last
+    /// snapshot): events pass through unaligned.
+    pub offline: bool,
     /// NTP: this machine's offset to UTC and its error bound, ns, when known.
     pub ntp: Option<(i64, u64)>,
 }

@@ -164,6 +164,7 @@ pub fn receiver_status() -> ReceiverStatus {
         events: 24_930,
         late: 21,
         offline_blocks: 0,
+        offline: false,
         ntp: Some((ms(1.3), ms(2.2) as u64)),
     }
 }

@@ -254,6 +254,17 @@ fn delay(ui: &mut Ui, status: &ReceiverStatus, params: &ReceiverParams, setter: 
             if let Some(m) = &d.moving {
                 ui.label(RichText::new(format!("({m})")).color(WARN).size(SMALL));
             }
+            if status.offline {
+                ui.label(
+                    RichText::new("(offline render: events pass through unaligned)")
+                        .color(WARN)
+                        .size(SMALL),
+                )
+                .on_hover_text(
+                    "The host renders faster than real time (a bounce): there is no wall clock \
+                     to align to, so remote events play as they come.",
+                );
+            }
         });
         ui.horizontal(|ui| {
             ui.label("Mode");

@@ -263,7 +263,9 @@ impl ReceiverThread {
                 let applied = self.shared.applied_delay_ns.load(Relaxed);
                 core.report(now, applied, &mut status);
                 status.late = self.shared.late.load(Relaxed);
-                status.offline_blocks = self.shared.offline_blocks.load(Relaxed);
+                let offline = self.shared.offline_blocks.load(Relaxed);
+                status.offline = offline != status.offline_blocks;
+                status.offline_blocks = offline;
                 push_history(&mut status, (now - started) as f32 / 1e9);
                 self.status.publish(&status);
             }
