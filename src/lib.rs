@@ -28,6 +28,8 @@ pub mod net;
 pub mod proto;
 pub mod settings;
 pub mod status;
+#[doc(hidden)]
+pub mod testkit;
 pub mod timing;
 
 use audio::receiver::{BlockInput, ReceiverAudio};

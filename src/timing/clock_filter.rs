@@ -435,24 +435,7 @@ impl ClockFilter {
 mod tests {
     use super::*;
 
-    /// SplitMix64 (Steele, Lea and Flood 2014).
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        fn unit(&mut self) -> f64 {
-            (self.next() >> 11) as f64 / (1u64 << 53) as f64
-        }
-        /// Exponential with mean `m` (heavy-tailed queueing delay).
-        fn exp(&mut self, m: f64) -> f64 {
-            -(self.unit().max(1e-12)).ln() * m
-        }
-    }
+    use crate::testkit::Rng;
 
     /// A Receiver clock `offset` ns ahead of the Sender's and `skew_ppm` faster; paths of
     /// `base` ns each way plus exponential queueing of mean `jitter` ns. Runs `n` rounds every

@@ -284,20 +284,7 @@ mod tests {
 
     const SR: f64 = 48_000.0;
 
-    /// SplitMix64 (Steele, Lea and Flood 2014): deterministic noise for the tests.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::testkit::Rng;
 
     /// Drives the clock with a device whose true sample duration is `true_nps` ns, blocks of
     /// `sizes` (cycled), calls arriving up to `jitter` ns after the block's true start. After

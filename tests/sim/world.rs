@@ -27,29 +27,7 @@ const SENDER_BLOCK_NS: u64 = (512.0 / SR * 1e9) as u64;
 /// Receiver's clock reads true time itself.
 const SENDER_EPOCH: u64 = 1_795_000_000_000_000_000;
 
-/// Deterministic PRNG (SplitMix64, Steele, Lea and Flood 2014).
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform integer in [lo, hi].
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-}
+pub use udp_midi::testkit::Rng;
 
 /// One Sender and its path to the Receiver (the same model both ways).
 #[derive(Clone, Copy, Debug, Default)]

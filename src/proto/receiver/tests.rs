@@ -35,20 +35,7 @@ fn cc(value: u8) -> MidiMessage {
     }
 }
 
-/// Deterministic PRNG (SplitMix64, Steele et al. 2014) so tests need no crate and repeat.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use crate::testkit::Rng;
 
 /// One Sender and the Receiver, a path of `base` ns plus up to `jitter` ns each way, the
 /// Sender's clock `offset` ns from the Receiver's. Everything the Receiver schedules is
