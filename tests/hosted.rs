@@ -11,6 +11,8 @@
 //!   reordering, a cut), one per Sender, measuring the delays it applies.
 //! - `session`: a Receiver in a room and Senders behind relays, in one paced loop.
 //! - `alignment`: three players over 5, 40 and 120 ms paths line up to the slowest one.
+//! - `repair`: loss, duplication, reordering and bursts, a Sender that stops and one that
+//!   vanishes: no note is left sounding.
 //!
 //! Run with `cargo test --test hosted -j2 -- --nocapture` to see the measured spacing errors
 //! and latencies.
@@ -27,5 +29,7 @@ mod lifecycle;
 mod loopback;
 #[path = "hosted/relay.rs"]
 mod relay;
+#[path = "hosted/repair.rs"]
+mod repair;
 #[path = "hosted/session.rs"]
 mod session;

@@ -503,6 +503,12 @@ impl Relay {
             threads,
         })
     }
+
+    /// Cuts the path: from now on every datagram, either way, is dropped (the Sender's
+    /// network vanished without a word).
+    pub fn cut(&self) {
+        self.inner.cut.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Relay {
