@@ -196,6 +196,10 @@ fn three_players_through_impaired_paths_line_up() {
     );
     let block_ms = BLOCK as f64 / SAMPLES_PER_MS;
     let (d_first, d_last) = (ms(row[0] as f64), ms(row[events - 1] as f64));
+    // The most the slowest path ever needed: an event's latency, or, before the first note, a
+    // datagram's network delay plus the wait the Sender announces (2 ms until it has sent
+    // events).
+    let worst = worst_event.max(worst_datagram + 2.0);
 
     println!(
         "alignment with real sockets (paths 5, 40, 120 ms; jitter 0.5, 2, 4 ms; 1 % loss; 0.5 % \
@@ -211,17 +215,23 @@ fn three_players_through_impaired_paths_line_up() {
          datagram {worst_datagram:.2} ms); per event: network p99 {p99_network:.2} ms, \
          longest wait in the Sender {wait_max:.2} ms, latency p99 {p99_event:.2} ms, worst \
          {worst_event:.2} ms, over {} events ({} lost)\n  \
-         D - datagram p99 = {:.2} ms; D - event p99 = {:.2} ms = block {block_ms:.2} + margin \
-         {MARGIN_MS:.1} {:+.2} ms\n  \
+         at the first note: D - datagram p99 = {:.2} ms = announced wait 2 + block \
+         {block_ms:.2} + margin {MARGIN_MS:.1} {:+.2} ms\n  \
+         at the last: D - datagram p99 = {:.2} ms; D - event p99 = {:.2} ms = block \
+         {block_ms:.2} + margin {MARGIN_MS:.1} {:+.2} ms; D - worst need {worst:.2} ms = \
+         {:.2} ms\n  \
          test loop: latest block {:.2} ms behind its time; {:.1} s wall{}",
         converged.as_secs_f64(),
         ms(cross_max as f64),
         ms(spacing_max as f64),
         per_event.latency_ns.len(),
         per_event.lost,
+        d_first - p99_datagram,
+        d_first - p99_datagram - 2.0 - block_ms - MARGIN_MS,
         d_last - p99_datagram,
         d_last - p99_event,
         d_last - p99_event - block_ms - MARGIN_MS,
+        d_last - worst,
         session.max_lateness.as_secs_f64() * 1e3,
         wall.elapsed().as_secs_f64(),
         session.relay_summaries(),
@@ -263,10 +273,12 @@ fn three_players_through_impaired_paths_line_up() {
         "D {d_last:.2} ms below the slowest player's p99 {p99_event:.2} ms + a block"
     );
     // ... and no more than the worst the slowest path ever needed, plus the block and the
-    // margin, plus 2 ms for the clock placement. Before the first note the need is a
-    // datagram's network delay plus the wait the Sender announces (2 ms until it has sent
-    // events).
-    let worst = worst_event.max(worst_datagram + 2.0);
+    // margin, plus 2 ms for the clock placement. (Worst, not p99: the Receiver's p99 is
+    // nearest-rank over its last 10 s, so until that holds 100 samples it is their maximum,
+    // and D falls only after 20 s. So one datagram held back 15 ms in the first seconds, or a
+    // stall of this machine, sets D for the rest of this test: measured, D ends within a ms
+    // of the worst need plus block and margin, about 14 ms above the p99 plus block and
+    // margin.)
     for d in [d_first, d_last] {
         assert!(
             d <= worst + block_ms + MARGIN_MS + 2.0,
