@@ -7,15 +7,29 @@
 //! - `loopback`: end to end, Sender to Receiver: every kind of event, order, spacing and
 //!   latency; MIDI thru; two Senders; a Receiver whose port is taken.
 //! - `lifecycle`: many instances, reactivation, double activation; no leaked thread or port.
+//! - `relay`: a seeded UDP impairment relay (delay, jitter, loss, bursts, duplication,
+//!   reordering, a cut), one per Sender, measuring the delays it applies.
+//! - `session`: a Receiver in a room and Senders behind relays, in one paced loop.
+//! - `alignment`: three players over 5, 40 and 120 ms paths line up to the slowest one.
+//! - `repair`: loss, duplication, reordering and bursts, a Sender that stops and one that
+//!   vanishes: no note is left sounding.
 //!
 //! Run with `cargo test --test hosted -j2 -- --nocapture` to see the measured spacing errors
 //! and latencies.
 
 // A crate root's `mod` resolves next to the root file (`tests/x.rs`), so the submodules in
 // `tests/hosted/` are named by path.
+#[path = "hosted/alignment.rs"]
+mod alignment;
 #[path = "hosted/clap_harness.rs"]
 mod clap_harness;
 #[path = "hosted/lifecycle.rs"]
 mod lifecycle;
 #[path = "hosted/loopback.rs"]
 mod loopback;
+#[path = "hosted/relay.rs"]
+mod relay;
+#[path = "hosted/repair.rs"]
+mod repair;
+#[path = "hosted/session.rs"]
+mod session;

@@ -5,8 +5,9 @@
 //! Checks, in order (each failure counted by reason, nothing already received affected):
 //! header; seal (a room with a code takes only datagrams sealed with its key, and answers the
 //! others with a bare "Refused", rate-limited); body; departed sender (a replay); epoch (a
-//! datagram made for an earlier run of this Receiver); duplicate datagram (sliding window);
-//! rate; then duplicate events (each event arrives several times, by design).
+//! datagram made for an earlier run of this Receiver); duplicate datagram (sliding window, which
+//! a joining sender's window starts with the clock requests it made before joining); rate; then
+//! duplicate events (each event arrives several times, by design).
 //!
 //! Alignment: every event's origin time is put on the Receiver's timeline with the best clock
 //! information about its sender ([`ClockBasis`]): the Sender's direct clock exchange with us,
@@ -48,6 +49,9 @@ const RECONCILE_AFTER_NS: u64 = 2_000_000;
 /// error bounds) restarts its latency statistics, ns.
 const CLOCK_JUMP_NS: u64 = 1_000_000;
 const REFUSAL_BURST: f64 = 10.0;
+/// Clock requests answered for senders the peer table does not hold, remembered: a sender
+/// sends several before its first answer comes back and it joins.
+pub const ANSWERED_REQUESTS: usize = 256;
 
 /// What the audio thread does with a scheduled item.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -195,6 +199,14 @@ pub struct ReceiverCore {
     replies: VecDeque<Reply>,
     /// Limits "Refused" notices.
     refusals: TokenBucket,
+    /// (sender id, sequence number) of the clock requests answered for senders the table
+    /// does not hold, a ring of [`ANSWERED_REQUESTS`]. An exact copy of one is a replay (or a
+    /// network duplicate), and a sender that joins takes them into its replay window: they
+    /// came before its first datagram there, which would otherwise let the window accept them
+    /// once more.
+    answered: Vec<(u64, u64)>,
+    /// Next ring position of `answered`.
+    answered_next: usize,
     /// Sequence number of our next datagram.
     next_seq: u64,
     /// This machine's NTP offset, when known.
@@ -224,6 +236,8 @@ impl ReceiverCore {
             peer_events: VecDeque::with_capacity(2 * MAX_PEERS),
             replies: VecDeque::with_capacity(MAX_PENDING_REPLIES),
             refusals: TokenBucket::new(REFUSALS_PER_S, REFUSAL_BURST),
+            answered: Vec::with_capacity(ANSWERED_REQUESTS),
+            answered_next: 0,
             next_seq: 0,
             ntp: None,
             stats: ReceiverStats::default(),
@@ -282,6 +296,20 @@ impl ReceiverCore {
         r
     }
 
+    /// Remembers that a stranger's request was answered; `false` if it already was (a copy).
+    fn remember_answered(&mut self, sender_id: u64, seq: u64) -> bool {
+        if self.answered.contains(&(sender_id, seq)) {
+            return false;
+        }
+        if self.answered.len() < ANSWERED_REQUESTS {
+            self.answered.push((sender_id, seq));
+        } else {
+            self.answered[self.answered_next] = (sender_id, seq);
+            self.answered_next = (self.answered_next + 1) % ANSWERED_REQUESTS;
+        }
+        true
+    }
+
     fn refuse(&mut self, now: u64, to: SocketAddr, len: usize) {
         // Never larger than what provoked it (a bare header), and rate-limited overall.
         if len >= wire::HEADER_LEN
@@ -325,8 +353,9 @@ impl ReceiverCore {
             return Err(Reject::Unexpected);
         };
         if let Body::TimeRequest { prelude } = body {
-            // Answered without creating state: a request proves nothing yet. It refreshes a
-            // known peer once (a replayed request refreshes nothing).
+            // Answered without creating a peer: a request proves nothing yet. It refreshes a
+            // known peer once (a replayed request refreshes nothing); a stranger's is
+            // remembered, so that it is answered once too.
             if let Some(slot) = self.peers.find(h.sender_id) {
                 let p = self.peers.get_mut(slot).expect("slot was just found");
                 if p.window.accept(h.seq) != Verdict::New {
@@ -334,6 +363,8 @@ impl ReceiverCore {
                 }
                 p.datagram(now, h.seq, prelude.sent_ns);
                 p.addr = from;
+            } else if !self.remember_answered(h.sender_id, h.seq) {
+                return Err(Reject::Duplicate);
             }
             if self.replies.len() < MAX_PENDING_REPLIES {
                 self.replies.push_back(Reply::Time {
@@ -358,9 +389,11 @@ impl ReceiverCore {
             }
             return Err(Reject::StaleEpoch);
         }
+        let mut joined = false;
         let slot = match self.peers.find(h.sender_id) {
             Some(s) => s,
             None => {
+                joined = true;
                 if matches!(body, Body::Bye { .. }) {
                     // Goodbye from a stranger: nothing to forget.
                     return Ok(());
@@ -379,6 +412,15 @@ impl ReceiverCore {
         let peer = self.peers.get_mut(slot).expect("slot was just found");
         if peer.window.accept(h.seq) != Verdict::New {
             return Err(Reject::Duplicate);
+        }
+        if joined {
+            // The requests it made before this datagram were answered: copies of them are
+            // replays now.
+            for &(id, seq) in &self.answered {
+                if id == h.sender_id {
+                    peer.window.accept(seq);
+                }
+            }
         }
         if !peer.limiter.take(now) {
             return Err(Reject::RateLimited);

@@ -290,6 +290,37 @@ pub fn receiver_state(port: u16, delay_ms: Option<f32>) -> String {
     )
 }
 
+/// The room code of the tests' Receivers in a room (any valid code would do; this one is
+/// fixed so that failures are reproducible).
+pub const ROOM: &str = "7QF2-M9KD-XW3C-T0ZB";
+
+/// A Sender's state with its room code given explicitly, as a Sender behind a relay needs it:
+/// the local room file is only read for a loopback destination's own port, and a relay's port
+/// is not the Receiver's. NTP off.
+pub fn sender_state_in_room(host: &str, port: u16, name: &str, room: &str) -> String {
+    plugin_state(
+        serde_json::json!({}),
+        &[(
+            "sender",
+            serde_json::json!({
+                "host": host, "port": port, "name": name, "ntp_server": "", "room": room
+            }),
+        )],
+    )
+}
+
+/// A Receiver's state in room `room` on `port`, NTP off, with these parameters (nice-plug's
+/// form, e.g. `{"delay": {"f32": 10.0}, "timeout": {"f32": 1.0}}`; the others at defaults).
+pub fn receiver_state_in_room(port: u16, room: &str, params: serde_json::Value) -> String {
+    plugin_state(
+        params,
+        &[(
+            "receiver",
+            serde_json::json!({ "port": port, "ntp_server": "", "room": room, "open_room": false }),
+        )],
+    )
+}
+
 // ----------------------------------------------------------------------------------------------
 // The host
 // ----------------------------------------------------------------------------------------------
@@ -720,9 +751,14 @@ impl Pacer {
         }
     }
 
+    /// When block `index` is due.
+    pub fn due(&self, index: u64) -> Instant {
+        self.start + self.block.mul_f64(index as f64)
+    }
+
     /// Sleeps until block `index` is due (returns at once when it is already late).
     pub fn wait_for_block(&self, index: u64) {
-        let due = self.start + self.block.mul_f64(index as f64);
+        let due = self.due(index);
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);

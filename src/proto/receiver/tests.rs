@@ -510,3 +510,101 @@ fn a_restarted_receiver_gets_the_events_of_its_first_moments() {
     let midi = p.midi();
     assert_eq!(midi.len(), 1, "{:?}", p.receiver.stats());
 }
+
+#[test]
+fn clock_requests_from_before_the_join_are_not_accepted_again() {
+    // A Sender's first clock requests are answered before it has a place at the Receiver (it
+    // joins with its first datagram after the answer). An exact copy of one, sent from
+    // anywhere right after the join, is a replay: refused like any other, it must not be
+    // answered, refresh the peer, move its address or widen its loss figure.
+    let mut p = Pair::new(ReceiverCore::new(secure()), Some(key()), 0, 60 * MS, 0);
+    p.run(400 * MS);
+    let slot = p.receiver.peers().find(0xABCD).expect("the Sender joined");
+    let requests: Vec<Vec<u8>> = p
+        .sent
+        .iter()
+        .filter(|b| b[5] == PacketType::TimeRequest as u8)
+        .cloned()
+        .collect();
+    let seq = |b: &[u8]| u64::from_le_bytes(b[16..24].try_into().unwrap());
+    let joined_at = p.receiver.peers().get(slot).unwrap().seq_range.unwrap().0;
+    let early: Vec<&Vec<u8>> = requests.iter().filter(|b| seq(b) < joined_at).collect();
+    assert!(
+        early.len() >= 2,
+        "requests before the join: {}",
+        early.len()
+    );
+    let before = p.receiver.peers().get(slot).unwrap().clone();
+    let rejected = p.receiver.stats().rejected[RejectReason::Duplicate as usize];
+    for b in &early {
+        assert_eq!(
+            p.receiver.handle_datagram(p.now, addr(6666), b),
+            Err(Reject::Duplicate)
+        );
+        assert!(
+            p.receiver.poll_transmit(p.now).is_none(),
+            "a replay answered"
+        );
+    }
+    let after = p.receiver.peers().get(slot).unwrap();
+    assert_eq!(after.addr, before.addr, "the peer's address moved");
+    assert_eq!(after.last_seen, before.last_seen, "the peer was refreshed");
+    assert_eq!(after.seq_range, before.seq_range, "the loss figure moved");
+    assert_eq!(
+        p.receiver.stats().rejected[RejectReason::Duplicate as usize],
+        rejected + early.len() as u64
+    );
+}
+
+#[test]
+fn a_stranger_request_is_answered_once_and_a_late_one_still_is() {
+    let mut r = ReceiverCore::new(secure());
+    let k = key();
+    let request = |seq: u64| {
+        wire::encode_time_request(0xABCD, seq, Prelude::default())
+            .seal_with(Some(&k))
+            .as_bytes()
+            .to_vec()
+    };
+    let answers = |r: &mut ReceiverCore| std::iter::from_fn(|| r.poll_transmit(0)).count();
+    // A stranger's request is answered; a copy of it is not.
+    r.handle_datagram(0, addr(1), &request(0)).unwrap();
+    assert_eq!(answers(&mut r), 1);
+    assert_eq!(
+        r.handle_datagram(MS, addr(2), &request(0)),
+        Err(Reject::Duplicate)
+    );
+    assert_eq!(answers(&mut r), 0);
+    // It joins with datagram 2 while its request 1 is still on its way (reordered): that one
+    // is answered when it comes, and only once.
+    let state = wire::encode_state(
+        0xABCD,
+        2,
+        &wire::StateBody {
+            prelude: Prelude {
+                sent_ns: 0,
+                epoch: secure().epoch,
+            },
+            name: "x",
+            hold_ns: 0,
+            as_of_seq: 0,
+            as_of_ns: 0,
+            snapshot: StateSnapshot::IDLE,
+        },
+    )
+    .seal_with(Some(&k));
+    r.handle_datagram(2 * MS, addr(1), state.as_bytes())
+        .unwrap();
+    assert_eq!(r.peers().len(), 1);
+    r.handle_datagram(3 * MS, addr(1), &request(1)).unwrap();
+    assert_eq!(answers(&mut r), 1);
+    assert_eq!(
+        r.handle_datagram(4 * MS, addr(3), &request(1)),
+        Err(Reject::Duplicate)
+    );
+    assert_eq!(
+        r.handle_datagram(4 * MS, addr(3), &request(0)),
+        Err(Reject::Duplicate)
+    );
+    assert_eq!(answers(&mut r), 0);
+}
