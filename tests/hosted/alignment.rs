@@ -71,6 +71,7 @@ fn score(players: u8, first: u64) -> Vec<Vec<Timed>> {
 /// The scenario, with real sockets.
 #[test]
 fn three_players_through_impaired_paths_line_up() {
+    let _realtime = crate::clap_harness::realtime();
     let wall = Instant::now();
     let mut session = Session::start(
         serde_json::json!({ "delay": { "f32": MARGIN_MS } }),

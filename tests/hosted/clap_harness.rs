@@ -845,6 +845,15 @@ pub fn thread_count() -> usize {
 /// Runs the `#[ignore]`d test `name` (its full path, e.g. `lifecycle::child_x`) alone in a
 /// child process of this test binary, so that nothing else runs in the process it measures
 /// (thread counts), and fails if it fails or did not run.
+/// Serialises the tests that play at real-time pace and check timing: run side by side on a
+/// two-core machine they would measure each other's scheduling, not the plugins. Hold the
+/// guard for the whole test.
+pub fn realtime() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs the ignored test `name` of this binary in a child process, alone.
 pub fn run_isolated(name: &str) {
     let exe = std::env::current_exe().expect("current_exe");
     let out = std::process::Command::new(exe)

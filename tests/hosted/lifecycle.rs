@@ -160,6 +160,7 @@ fn child_hundred_instances() {
 /// frees its port at every deactivation. The Sender stays active throughout.
 #[test]
 fn reactivated_receiver_keeps_receiving() {
+    let _realtime = crate::clap_harness::realtime();
     let port = free_udp_port();
     let mut rx = ClapPlugin::load(RECEIVER_ID, Some(&receiver_state(port, None)));
     let mut tx = ClapPlugin::load(SENDER_ID, Some(&sender_state("127.0.0.1", port, "", None)));
@@ -195,6 +196,7 @@ fn reactivated_receiver_keeps_receiving() {
 /// [`child_double_activation`] in a child process.)
 #[test]
 fn double_activation_keeps_working_and_leaks_nothing() {
+    let _realtime = crate::clap_harness::realtime();
     run_isolated("lifecycle::child_double_activation");
 }
 

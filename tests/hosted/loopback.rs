@@ -6,8 +6,8 @@
 //! share here, so the Receiver's output can be compared with the Senders' input directly.
 
 use crate::clap_harness::{
-    compare_timed, free_udp_port, receiver_state, sender_state, udp_port_bound, wait_until,
-    ClapPlugin, MidiMsg, Pacer, BLOCK, RECEIVER_ID, SAMPLE_RATE, SENDER_ID,
+    compare_timed, free_udp_port, plugin_state, receiver_state, sender_state, udp_port_bound,
+    wait_until, ClapPlugin, MidiMsg, Pacer, BLOCK, RECEIVER_ID, SAMPLE_RATE, SENDER_ID,
 };
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -18,8 +18,11 @@ const LEAD_IN_BLOCKS: u64 = 20;
 const TAIL_BLOCKS: u64 = 47;
 /// Sanity bound on the end-to-end latency over loopback, samples (250 ms).
 const MAX_LATENCY: i64 = 12_000;
-/// The Receiver's "Default delay" in these tests, ms (the documented default, set explicitly).
-const DELAY_MS: f32 = 10.0;
+/// The Receiver's delay in these tests, ms, in "Fixed" mode: these tests check the pipeline
+/// (every event, once, in order, at its sample) with a known delay that covers a block and the
+/// loopback transit; the delay that follows the players is checked in `alignment.rs` and the
+/// simulator, where its changes can be seen.
+const DELAY_MS: f32 = 30.0;
 
 /// What a received stream must satisfy besides holding exactly the events sent, in order.
 #[derive(Clone, Copy, Debug)]
@@ -347,10 +350,17 @@ fn match_stream(
     timing
 }
 
-/// A Receiver listening on a fresh port with "Default delay" `delay_ms`, active and bound.
+/// A Receiver listening on a fresh port with a fixed delay of `delay_ms`, active and bound.
 fn receiver(delay_ms: f32) -> (ClapPlugin, u16) {
     let port = free_udp_port();
-    let mut rx = ClapPlugin::load(RECEIVER_ID, Some(&receiver_state(port, Some(delay_ms))));
+    let state = plugin_state(
+        serde_json::json!({ "delay": { "f32": delay_ms }, "mode": { "string": "fixed" } }),
+        &[(
+            "receiver",
+            serde_json::json!({ "port": port, "ntp_server": "" }),
+        )],
+    );
+    let mut rx = ClapPlugin::load(RECEIVER_ID, Some(&state));
     let saved = rx.save_state();
     let field: serde_json::Value = serde_json::from_str(
         saved["fields"]["receiver"]
@@ -423,6 +433,7 @@ fn run(
 /// block; the Sender passes its input through unchanged.
 #[test]
 fn sender_to_receiver_reproduces_the_performance() {
+    let _realtime = crate::clap_harness::realtime();
     let (mut rx, port) = receiver(DELAY_MS);
     let mut tx = sender(port, "loopback", None);
     // About 3.4 s of music after the lead-in.
@@ -459,7 +470,7 @@ fn sender_to_receiver_reproduces_the_performance() {
     );
 }
 
-/// Sample accuracy: with a delay that covers a host block plus the transit (30 ms here), every
+/// Sample accuracy: with a delay that covers a host block plus the transit (60 ms here), every
 /// event can be placed at its own sample, so the spacing is kept to the sample, not merely
 /// within a block. (By the playout formula, origin + fastest `arrival - origin` + delay, the
 /// fastest `arrival - origin` is up to one block negative: a Sender stamps the events of a block
@@ -467,7 +478,8 @@ fn sender_to_receiver_reproduces_the_performance() {
 /// leaves events late, and a late event can only come out at the start of the next block.)
 #[test]
 fn delay_longer_than_a_block_plays_every_event_at_its_sample() {
-    const LONG_DELAY_MS: f32 = 30.0;
+    let _realtime = crate::clap_harness::realtime();
+    const LONG_DELAY_MS: f32 = 60.0;
     let (mut rx, port) = receiver(LONG_DELAY_MS);
     let mut tx = sender(port, "accurate", None);
     let perf = Performance::generate(0x5eed_0003, LEAD_IN_BLOCKS, 120, (0, 15), 0x01);
@@ -476,7 +488,7 @@ fn delay_longer_than_a_block_plays_every_event_at_its_sample() {
     let out = run(&mut [(&mut tx, &perf)], &mut rx, None, blocks);
     let delay = (LONG_DELAY_MS as f64 * SAMPLE_RATE / 1000.0) as i64;
     match_stream(
-        "Receiver output with a 30 ms delay",
+        "Receiver output with a 60 ms delay",
         &perf.events,
         &out.received,
         Limits {
@@ -494,6 +506,7 @@ fn delay_longer_than_a_block_plays_every_event_at_its_sample() {
 /// still sends everything.
 #[test]
 fn thru_off_silences_the_sender_output_but_still_sends() {
+    let _realtime = crate::clap_harness::realtime();
     let (mut rx, port) = receiver(DELAY_MS);
     let mut tx = sender(port, "no thru", Some(false));
     let saved = tx.save_state();
@@ -526,6 +539,7 @@ fn thru_off_silences_the_sender_output_but_still_sends() {
 /// with 0x02, so every received event can be told apart.
 #[test]
 fn two_senders_into_one_receiver() {
+    let _realtime = crate::clap_harness::realtime();
     let (mut rx, port) = receiver(DELAY_MS);
     let mut a = sender(port, "A", None);
     let mut b = sender(port, "B", None);
@@ -572,6 +586,7 @@ fn two_senders_into_one_receiver() {
 /// Receiver takes it and receives.
 #[test]
 fn receiver_on_a_busy_port_still_passes_its_track_through() {
+    let _realtime = crate::clap_harness::realtime();
     let port = free_udp_port();
     let blocker = UdpSocket::bind(("0.0.0.0", port)).expect("bind the blocking socket");
     let mut rx = ClapPlugin::load(RECEIVER_ID, Some(&receiver_state(port, Some(DELAY_MS))));

@@ -123,6 +123,7 @@ impl Outcome {
 /// About 300 notes each, over 10 s.
 #[test]
 fn loss_duplication_reordering_and_bursts_leave_no_note_hanging() {
+    let _realtime = crate::clap_harness::realtime();
     let wall = Instant::now();
     let cases = [
         (
@@ -257,6 +258,7 @@ fn loss_duplication_reordering_and_bursts_leave_no_note_hanging() {
 /// silence timeout (set to 1 s here) forgets it.
 #[test]
 fn a_sender_that_stops_or_vanishes_leaves_no_note_hanging() {
+    let _realtime = crate::clap_harness::realtime();
     const TIMEOUT_S: f64 = 1.0;
     let mut session = Session::start(
         serde_json::json!({ "delay": { "f32": MARGIN_MS }, "timeout": { "f32": TIMEOUT_S } }),
