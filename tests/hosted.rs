@@ -1,12 +1,14 @@
-//! Hosted tests: the plugin library that `cargo test` builds, loaded into a real CLAP host
-//! (`clack-host`) in this process, with Senders and Receivers talking over loopback UDP and
-//! `process()` driven at real-time pace.
+//! Hosted tests: the plugin library that `cargo test` builds, loaded into real hosts in this
+//! process (`clack-host` for CLAP, `vst3-host` for VST3), with Senders and Receivers talking
+//! over loopback UDP and `process()` driven at real-time pace.
 //!
 //! - `clap_harness`: the host (load by CLAP id with a saved state, activate, process blocks of
 //!   MIDI in and out), real-time pacing, free ports, thread counts.
 //! - `loopback`: end to end, Sender to Receiver: every kind of event, order, spacing and
 //!   latency; MIDI thru; two Senders; a Receiver whose port is taken.
 //! - `lifecycle`: many instances, reactivation, double activation; no leaked thread or port.
+//! - `vst3`: the VST3 build in a `.vst3` bundle made on the fly, hosted by `vst3-host`: both
+//!   classes and their parameters, MIDI through each plugin, Sender to Receiver over loopback.
 //!
 //! Run with `cargo test --test hosted -j2 -- --nocapture` to see the measured spacing errors
 //! and latencies.
@@ -19,3 +21,5 @@ mod clap_harness;
 mod lifecycle;
 #[path = "hosted/loopback.rs"]
 mod loopback;
+#[path = "hosted/vst3.rs"]
+mod vst3;
