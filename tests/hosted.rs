@@ -1,6 +1,6 @@
-//! Hosted tests: the plugin library that `cargo test` builds, loaded into a real CLAP host
-//! (`clack-host`) in this process, with Senders and Receivers talking over loopback UDP and
-//! `process()` driven at real-time pace.
+//! Hosted tests: the plugin library that `cargo test` builds, loaded into real hosts in this
+//! process (`clack-host` for CLAP, `vst3-host` for VST3), with Senders and Receivers talking
+//! over loopback UDP and `process()` driven at real-time pace.
 //!
 //! - `clap_harness`: the host (load by CLAP id with a saved state, activate, process blocks of
 //!   MIDI in and out), real-time pacing, free ports, thread counts.
@@ -13,6 +13,8 @@
 //! - `alignment`: three players over 5, 40 and 120 ms paths line up to the slowest one.
 //! - `repair`: loss, duplication, reordering and bursts, a Sender that stops and one that
 //!   vanishes: no note is left sounding.
+//! - `vst3`: the VST3 build in a `.vst3` bundle made on the fly, hosted by `vst3-host`: both
+//!   classes and their parameters, MIDI through each plugin, Sender to Receiver over loopback.
 //!
 //! Run with `cargo test --test hosted -j2 -- --nocapture` to see the measured spacing errors
 //! and latencies.
@@ -33,3 +35,5 @@ mod relay;
 mod repair;
 #[path = "hosted/session.rs"]
 mod session;
+#[path = "hosted/vst3.rs"]
+mod vst3;

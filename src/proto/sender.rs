@@ -598,9 +598,7 @@ impl SenderCore {
                 self.filter.reset();
                 self.link = Link::Connected;
                 self.last_reply = Some(now);
-                self.tail_left = self.redundancy.max(1);
-                self.next_tail = now;
-                self.next_state = None;
+                self.resend_to_restarted(now);
                 return Ok(());
             }
             // Not one of ours, or answered already (a duplicate or a replay).
@@ -612,6 +610,12 @@ impl SenderCore {
             self.receiver_id = Some(h.sender_id);
             self.filter.reset();
         }
+        if self.epoch.is_some_and(|e| e != prelude.epoch) {
+            // The Receiver restarted while this request was out. What went out since under the
+            // old epoch was refused, and the notices saying so will find the new epoch already
+            // adopted here: send it again now, as when a notice comes first.
+            self.resend_to_restarted(now);
+        }
         self.epoch = Some(prelude.epoch);
         self.link = Link::Connected;
         self.last_reply = Some(now);
@@ -622,6 +626,14 @@ impl SenderCore {
             .add_sample(reply.t1, reply.t2, prelude.sent_ns, now);
         self.maybe_report(now);
         Ok(())
+    }
+
+    /// A restarted Receiver refused what was sent under its previous epoch: repeat the last
+    /// batches at once (the tail) and send a State soon, under the new epoch.
+    fn resend_to_restarted(&mut self, now: u64) {
+        self.tail_left = self.redundancy.max(1);
+        self.next_tail = now;
+        self.next_state = None;
     }
 
     /// The clock estimate to report now: the direct exchange once converged, else NTP.

@@ -14,7 +14,17 @@ use crate::clap_harness::{
     SAMPLE_RATE, SENDER_ID,
 };
 use std::net::UdpSocket;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long the reactivation test plays on after each phrase before it restarts the Receiver.
+/// A restarted Receiver takes a new peer's events stamped up to 100 ms before the first datagram
+/// it received for new (its allowance for the error of a new peer's first clock estimate,
+/// `proto::receiver`, `events`), and the Sender repeats its last batches to a Receiver that
+/// restarted: within that allowance the restarted Receiver cannot tell those repeats of what its
+/// previous run played from new events, and plays them again (in a run without this wait, the
+/// previous phrase's CC and SysEx came out again after a restart). 150 ms, on top of the
+/// blocks the exchange plays after the phrase, puts the whole phrase past the allowance.
+const PHRASE_AGE: Duration = Duration::from_millis(150);
 
 /// A few events of every common kind at fixed offsets of one block.
 fn phrase(key: u8) -> Vec<(u32, MidiMsg)> {
@@ -70,6 +80,41 @@ fn exchange(tx: &mut ClapPlugin, rx: &mut ClapPlugin, key: u8, max_blocks: u64) 
         }
     }
     got
+}
+
+/// Keeps the Sender `tx` (and the Receiver `rx`, when given) processing empty blocks at
+/// real-time pace until `cond` holds, for at most `timeout`; returns whether it held.
+///
+/// A host keeps processing its tracks while one plugin is reactivated. Leaving the Sender
+/// unprocessed during such waits instead makes its time stamps lag by the waits: its host clock
+/// filter (`timing::host_clock`) takes a gap in `process()` shorter than `RELOCK_NS` (500 ms)
+/// for lateness and keeps its line. Under load the waits added up past 100 ms within a few
+/// reactivations (lags of 59, 98 and 134 ms were measured), and a restarted Receiver drops
+/// events stamped more than 100 ms before the first datagram it received, as repeats of what
+/// its previous run played (`proto::receiver`, `events`).
+fn keep_processing_until(
+    tx: &mut ClapPlugin,
+    mut rx: Option<&mut ClapPlugin>,
+    timeout: Duration,
+    mut cond: impl FnMut() -> bool,
+) -> bool {
+    let pacer = Pacer::new(SAMPLE_RATE, BLOCK);
+    let start = Instant::now();
+    let mut b = 0;
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        pacer.wait_for_block(b);
+        tx.process_block(BLOCK, &[]);
+        if let Some(rx) = rx.as_deref_mut() {
+            rx.process_block(BLOCK, &[]);
+        }
+        b += 1;
+    }
 }
 
 /// Asserts that `got` is exactly `phrase(key)`'s messages.
@@ -168,20 +213,34 @@ fn reactivated_receiver_keeps_receiving() {
     for cycle in 0..4u8 {
         rx.activate(SAMPLE_RATE, BLOCK);
         assert!(
-            wait_until(Duration::from_secs(2), || udp_port_bound(port)),
+            keep_processing_until(&mut tx, Some(&mut rx), Duration::from_secs(2), || {
+                udp_port_bound(port)
+            }),
             "activation {cycle}: the Receiver did not bind UDP port {port}"
         );
         let got = exchange(&mut tx, &mut rx, 60 + cycle, 40);
         assert_phrase(&format!("activation {cycle}"), 60 + cycle, &got);
+        // Let the phrase age past the allowance before the restart (see `PHRASE_AGE`).
+        let aged = Instant::now() + PHRASE_AGE;
+        keep_processing_until(&mut tx, Some(&mut rx), PHRASE_AGE * 2, || {
+            Instant::now() >= aged
+        });
         rx.deactivate();
         assert!(
-            wait_until(Duration::from_secs(1), || !udp_port_bound(port)),
+            keep_processing_until(&mut tx, None, Duration::from_secs(1), || {
+                !udp_port_bound(port)
+            }),
             "deactivation {cycle}: the Receiver still holds UDP port {port}"
         );
     }
     // The Sender is reactivated too, with the Receiver listening.
     rx.activate(SAMPLE_RATE, BLOCK);
-    assert!(wait_until(Duration::from_secs(2), || udp_port_bound(port)));
+    assert!(keep_processing_until(
+        &mut tx,
+        Some(&mut rx),
+        Duration::from_secs(2),
+        || udp_port_bound(port)
+    ));
     for cycle in 0..3u8 {
         tx.deactivate();
         tx.activate(SAMPLE_RATE, BLOCK);
@@ -221,7 +280,9 @@ fn child_double_activation() {
             let s = tx.activate_again_without_deactivate(rate, BLOCK);
             println!("second activate at {rate} Hz returned {r} (Receiver), {s} (Sender)");
             assert!(
-                wait_until(Duration::from_secs(3), || udp_port_bound(port)),
+                keep_processing_until(&mut tx, Some(&mut rx), Duration::from_secs(3), || {
+                    udp_port_bound(port)
+                }),
                 "round {round}: the Receiver no longer listens on UDP port {port}"
             );
             let key = 50 + round;

@@ -608,3 +608,32 @@ fn a_stranger_request_is_answered_once_and_a_late_one_still_is() {
     );
     assert_eq!(answers(&mut r), 0);
 }
+/// The Receiver restarts while a clock request of the Sender is out, and the Sender plays before
+/// the answer comes back: the answer tells the new epoch before the notices that refuse the
+/// notes sent under the old one, and the notes must still arrive. One-way delay 15 ms, so the
+/// answer comes after the Sender's tail of repeats (two, 10 ms apart); the restart is swept
+/// over 100 ms, a whole period of the clock requests, so that every phase between them occurs.
+#[test]
+fn a_restarted_receiver_gets_the_events_sent_while_a_clock_request_was_out() {
+    let mut lost = Vec::new();
+    for phase in 0..100u64 {
+        let mut p = Pair::new(ReceiverCore::new(secure()), Some(key()), 0, 15 * MS, 0);
+        p.run((2_000 + phase) * MS);
+        p.receiver = ReceiverCore::new(ReceiverConfig {
+            epoch: 4321,
+            receiver_id: 8,
+            ..secure()
+        });
+        p.got.clear();
+        p.run(5 * MS);
+        p.play(cc(9));
+        p.run(300 * MS);
+        if p.midi().len() != 1 {
+            lost.push(phase);
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "the note was lost when the Receiver restarted {lost:?} ms into the period"
+    );
+}
