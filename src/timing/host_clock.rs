@@ -26,6 +26,10 @@
 //! - a new sample rate, or `reset()`: start again from the next reading;
 //! - a stall (no `process()` for a while: a busy disk, a dialog, a stopped device) or any
 //!   reading more than [`RELOCK_NS`] off the line: start again at that reading (counted);
+//! - a shorter skip (a dropout of a few blocks): when even the earliest reading of
+//!   [`STALE_WINDOW_NS`] of wall time is more than [`STALE_LATE_NS`] late (or
+//!   [`STALE_EARLY_NS`] early), the line moves by that much, keeping the measured rate
+//!   (counted);
 //! - offline rendering (blocks processed much faster than real time, by a host that does not
 //!   say so): detected over a second of audio ([`HostClock::is_offline`]), since there is no
 //!   wall clock to align to then.
@@ -43,6 +47,15 @@ pub const BUCKETS: usize = 32;
 /// Larger than the burst of a host that splits an 8,192-sample device buffer into 512-sample
 /// calls (170 ms at 48 kHz), much smaller than a human-noticeable stall.
 pub const RELOCK_NS: f64 = 500e6;
+/// Window of wall time over which the earliest reading must come close to the line, ns: longer
+/// than the burst of a host that splits a large device buffer into calls back to back (a
+/// 4,096-sample buffer is 85 ms at 48 kHz), so that the first call of a burst is in every window.
+pub const STALE_WINDOW_NS: u64 = 200_000_000;
+/// The earliest reading of a window later than the line by more than this means the host
+/// skipped time, ns: more than any scheduling delay of a working host.
+pub const STALE_LATE_NS: f64 = 10_000_000.0;
+/// ... earlier by more than this means the line itself is late (it locked on a late call), ns.
+pub const STALE_EARLY_NS: f64 = 2_000_000.0;
 /// Largest rate error accepted against the nominal sample rate: 1,000 ppm. Crystals are within
 /// 100 ppm; beyond this the fit is following something other than a sound card.
 pub const MAX_RATE_ERROR: f64 = 1e-3;
@@ -104,6 +117,11 @@ pub struct HostClock {
     offline: bool,
     /// Starts after the first (stalls, jumps, new rates, resets), for the editor.
     relocks: u64,
+    /// Smallest residual (reading minus line, ns) since `stale_since`: how far the line is
+    /// from the earliest reading of the last moments.
+    stale_min: f64,
+    /// Session time the current staleness window began (0: not begun).
+    stale_since: u64,
 }
 
 impl Default for HostClock {
@@ -130,6 +148,8 @@ impl HostClock {
             window_audio: 0.0,
             offline: false,
             relocks: 0,
+            stale_min: 0.0,
+            stale_since: 0,
         }
     }
 
@@ -155,6 +175,24 @@ impl HostClock {
         self.line.1
     }
 
+    /// Follows the smallest residual over windows of [`STALE_WINDOW_NS`] of wall time; at the
+    /// end of a window, returns it when the line is off by more than jitter explains.
+    fn stale(&mut self, now: u64, residual: f64) -> Option<f64> {
+        if self.stale_since == 0 {
+            self.stale_since = now;
+            self.stale_min = residual;
+            return None;
+        }
+        self.stale_min = self.stale_min.min(residual);
+        if now.saturating_sub(self.stale_since) < STALE_WINDOW_NS {
+            return None;
+        }
+        let min = self.stale_min;
+        self.stale_since = now;
+        self.stale_min = f64::INFINITY;
+        (!(-STALE_EARLY_NS..=STALE_LATE_NS).contains(&min)).then_some(min)
+    }
+
     fn lock(&mut self, now: u64, sample_rate: f64) {
         self.sample_rate = sample_rate;
         self.locked = true;
@@ -165,6 +203,7 @@ impl HostClock {
         self.minima_next = 0;
         self.open = None;
         self.open_until = 0;
+        self.stale_since = 0;
     }
 
     /// Number of samples per bucket.
@@ -230,6 +269,19 @@ impl HostClock {
             self.lock(now, self.sample_rate);
             relocked = true;
             y = 0.0;
+        } else if let Some(shift) = self.stale(now, residual) {
+            // The host skipped time (a short stall, a dropout) or the line started late: every
+            // reading of the last moments is off the line by the same amount. Move the line,
+            // and its history, by it; the measured rate stays.
+            self.relocks += 1;
+            relocked = true;
+            self.line.0 += shift;
+            for m in &mut self.minima[..self.minima_len] {
+                m.1 += shift;
+            }
+            if let Some(o) = &mut self.open {
+                o.1 += shift;
+            }
         }
         let x = self.samples as f64;
 
@@ -343,15 +395,21 @@ mod tests {
     #[test]
     fn split_device_buffer_bursts_are_smoothed() {
         // A host that processes a 2,048-sample device buffer as 4 calls of 512 back to back:
-        // the call times form a staircase; the loop must still give a straight line.
+        // the call times form a staircase; the clock must still give a straight line. (Its
+        // first call was the first of a burst: the later calls of each burst come earlier than
+        // their samples, so the line moves early on, to the earliest calls.)
         let nps = 1e9 / SR;
         let mut c = HostClock::new();
         let t0 = 1_000_000_000_000u64;
         let mut starts = Vec::new();
+        let mut relocks_at_half = 0;
         for k in 0..4000u64 {
             let device = t0 + ((k / 4) as f64 * 2048.0 * nps) as u64;
             let now = device + (k % 4) * 50_000; // 50 us per call
             starts.push(c.update(now, 512, SR).start_ns as f64);
+            if k == 2000 {
+                relocks_at_half = c.relocks();
+            }
         }
         let tail = &starts[2000..];
         let worst = tail
@@ -359,7 +417,8 @@ mod tests {
             .map(|w| ((w[1] - w[0]) - 512.0 * nps).abs())
             .fold(0.0, f64::max);
         assert!(worst < nps, "step error {worst} ns");
-        assert_eq!(c.relocks(), 0);
+        assert!(relocks_at_half <= 2, "{relocks_at_half}");
+        assert_eq!(c.relocks(), relocks_at_half, "nothing moves once settled");
         assert!(!c.is_offline());
     }
 
@@ -388,6 +447,34 @@ mod tests {
         c.reset();
         now += 5_000_000;
         assert!(c.update(now, 512, 96_000.0).relocked);
+    }
+
+    #[test]
+    fn a_short_skip_moves_the_line_within_a_window() {
+        let nps = 1e9 / SR;
+        let mut c = HostClock::new();
+        let t0 = 5_000_000_000u64;
+        let mut samples = 0u64;
+        let mut skip = 0u64;
+        let mut last = None;
+        for k in 0..2000u64 {
+            if k == 1000 {
+                // The host loses 300 ms (fewer than the 500 ms that mean a stall).
+                skip = 300_000_000;
+            }
+            let now = t0 + (samples as f64 * nps) as u64 + skip + (k % 7) * 20_000;
+            let t = c.update(now, 512, SR);
+            last = Some((now, t.start_ns));
+            samples += 512;
+            if k == 1000 + 40 {
+                // 430 ms later the line has followed (to within the jitter of the calls).
+                let err = t.start_ns as i64 - (now - (k % 7) * 20_000) as i64;
+                assert!(err.abs() < 200_000, "{err} ns");
+            }
+        }
+        let (now, start) = last.unwrap();
+        assert!((now as i64 - start as i64).abs() < 200_000);
+        assert_eq!(c.relocks(), 1);
     }
 
     #[test]

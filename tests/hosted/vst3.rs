@@ -542,6 +542,7 @@ fn vst3_receiver_delays_its_track_with_align_local_on() {
 /// Receiver's from the per-user room file, as a Sender with default settings does.
 #[test]
 fn vst3_sender_to_receiver_over_loopback() {
+    let _realtime = crate::clap_harness::realtime();
     let bundle = Bundle::new();
     let mut host = host();
     let port = free_udp_port();
