@@ -1,19 +1,23 @@
 //! # udp-midi
 //!
 //! Two plugins, one bundle: **UDP MIDI Sender** stamps a track's MIDI with the moment each
-//! event happened and sends it over UDP; **UDP MIDI Receiver** receives from any number of
-//! Senders and plays every event on the host's instrument track with its original spacing.
+//! event happened, on a clock synchronised with the Receiver's, and sends it over UDP, sealed
+//! with the room's code; **UDP MIDI Receiver** receives from any number of Senders and plays
+//! every event on the host's instrument track at its origin time plus one common delay, so all
+//! players line up on the slowest one.
 //!
 //! This file holds the two plugin structs, their parameters, their `impl Plugin` and the export
 //! macros. The work lives in sibling modules:
-//! - [`proto`]: the sans-IO protocol core (wire format, peers, playout schedule);
+//! - [`proto`]: the sans-IO protocol core (wire format, sealing, peers, Sender and Receiver
+//!   state machines, snapshots, playout schedule);
 //! - [`net`]: the network thread, the only owner of sockets;
 //! - [`bridge`]: lock-free queues and atomic counters between the threads;
 //! - [`audio`]: what `process()` does with them;
 //! - [`editor`]: the two editors (egui), drawn from the status snapshots;
 //! - [`settings`]: what is saved with the project besides parameters;
 //! - [`status`]: the session snapshot the editors show, and their commands;
-//! - [`timing`]: clock estimators (host sample clock, clock exchange, latency statistics).
+//! - [`timing`]: estimators (host sample clock, clock exchange, latency, jitter, playout
+//!   delay).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -82,8 +86,9 @@ pub struct SenderParams {
     /// Read by the audio thread every block.
     #[id = "thru"]
     pub thru: BoolParam,
-    /// Destination host and port, display name. Saved with the project; read by the network
-    /// thread; written by the host when it loads a project.
+    /// Destination host and port, room code, display name, NTP server, repeats. Saved with the
+    /// project; read by the network thread and the editor; written by the host when it loads
+    /// a project, and by the editor.
     #[persist = "sender"]
     pub settings: Arc<Settings<SenderSettings>>,
 }
@@ -286,8 +291,9 @@ pub struct ReceiverParams {
     /// the network thread every few ms.
     #[id = "timeout"]
     pub timeout: FloatParam,
-    /// Listening port. Saved with the project; read by the network thread; written by the
-    /// host when it loads a project.
+    /// Listening port, room code, open room, NTP server. Saved with the project; read by the
+    /// network thread and the editor; written by the host when it loads a project, and by the
+    /// editor.
     #[persist = "receiver"]
     pub settings: Arc<Settings<ReceiverSettings>>,
 }
