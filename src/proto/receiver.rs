@@ -139,8 +139,19 @@ pub enum PeerEvent {
 /// A datagram to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reply {
-    /// Answer a clock request: its `t1` and our arrival time `t2`.
-    Time { to: SocketAddr, t1: u64, t2: u64 },
+    /// Answer a clock request: its `t1` and our arrival time `t2`, sealed when the datagram
+    /// it answers was (in an open room, a Sender without the code can read the answer to
+    /// its plain request, and the answer stays no larger than the request).
+    Time {
+        /// Where the request came from.
+        to: SocketAddr,
+        /// The request's send time.
+        t1: u64,
+        /// Our time when it arrived.
+        t2: u64,
+        /// Whether the request was sealed.
+        sealed: bool,
+    },
     /// Tell `to` its datagram failed authentication.
     Refused { to: SocketAddr },
 }
@@ -340,6 +351,7 @@ impl ReceiverCore {
                     to: from,
                     t1: prelude.sent_ns,
                     t2: now,
+                    sealed: h.sealed,
                 });
             }
             self.stats.datagrams += 1;
@@ -354,6 +366,7 @@ impl ReceiverCore {
                     to: from,
                     t1: prelude.sent_ns,
                     t2: now,
+                    sealed: h.sealed,
                 });
             }
             return Err(Reject::StaleEpoch);
@@ -568,7 +581,7 @@ impl ReceiverCore {
         let seq = self.next_seq;
         self.next_seq += 1;
         Some(match r {
-            Reply::Time { to, t1, t2 } => {
+            Reply::Time { to, t1, t2, sealed } => {
                 let prelude = Prelude {
                     sent_ns: now,
                     epoch: self.config.epoch,
@@ -579,7 +592,8 @@ impl ReceiverCore {
                     prelude,
                     &TimeReply { t1, t2 },
                 );
-                (to, d.seal_with(self.config.key.as_ref()))
+                let key = self.config.key.as_ref().filter(|_| sealed);
+                (to, d.seal_with(key))
             }
             Reply::Refused { to } => {
                 self.stats.refusals += 1;

@@ -523,3 +523,46 @@ fn a_restarted_receiver_gets_the_events_of_its_first_moments() {
     let midi = p.midi();
     assert_eq!(midi.len(), 1, "{:?}", p.receiver.stats());
 }
+
+#[test]
+fn clock_answers_take_the_form_of_the_request_and_are_never_larger() {
+    // Found by the `receive` fuzz target: in an open room the Receiver sealed its answers
+    // to plain requests, so a Sender without the code could not read them (it never learnt
+    // the epoch, and so never played), and each answer was larger than its request.
+    let now = 1_795_500_000_000_000_000; // Unix-epoch nanoseconds: the longest varints.
+    let mut r = ReceiverCore::new(ReceiverConfig {
+        open_room: true,
+        epoch: u32::MAX,
+        ..secure()
+    });
+    for (id, k) in [(1, None), (2, Some(key()))] {
+        let mut s = SenderCore::new(id, "", k.clone());
+        s.handle_timeout(0);
+        let request = s.poll_transmit(0).unwrap();
+        r.handle_datagram(now, addr(1), request.as_bytes()).unwrap();
+        let (_, answer) = r.poll_transmit(now).unwrap();
+        assert_eq!(answer.as_bytes()[6] & wire::FLAG_SEALED != 0, k.is_some());
+        assert!(
+            answer.as_bytes().len() <= request.as_bytes().len(),
+            "a {}-byte answer to a {}-byte request",
+            answer.as_bytes().len(),
+            request.as_bytes().len()
+        );
+        s.handle_datagram(1_000, answer.as_bytes()).unwrap();
+        assert_eq!(s.link(), crate::proto::sender::Link::Connected);
+    }
+}
+
+#[test]
+fn a_sender_without_the_code_plays_in_an_open_room() {
+    let open = ReceiverConfig {
+        open_room: true,
+        ..secure()
+    };
+    let mut p = Pair::new(ReceiverCore::new(open), None, 0, 10 * MS, MS);
+    p.run(500 * MS);
+    assert_eq!(p.sender.link(), crate::proto::sender::Link::Connected);
+    p.play(cc(5));
+    p.run(200 * MS);
+    assert_eq!(p.midi().len(), 1);
+}
