@@ -400,7 +400,7 @@ impl ReceiverCore {
         peer.datagram(now, h.seq, prelude.sent_ns);
         self.stats.datagrams += 1;
         let ntp = self.ntp;
-        let net = now as i64 - to_receiver_time(peer, ntp, prelude.sent_ns) as i64;
+        let net = now.wrapping_sub(to_receiver_time(peer, ntp, prelude.sent_ns)) as i64;
         peer.net.push(now, net);
         match body {
             Body::Events {
@@ -483,9 +483,11 @@ impl ReceiverCore {
                 continue;
             }
             fresh += 1;
-            let latency = now as i64 - origin as i64;
+            // Differences of two times, on the wrapping 64-bit timeline like the transit in
+            // `Peer::datagram`: the times come from the network and can be anything.
+            let latency = now.wrapping_sub(origin) as i64;
             peer.latency.push(now, latency);
-            peer.hold(now, prelude.sent_ns as i64 - ev.time_ns as i64);
+            peer.hold(now, prelude.sent_ns.wrapping_sub(ev.time_ns) as i64);
             if latency > d {
                 peer.late += 1;
             }

@@ -566,3 +566,39 @@ fn a_sender_without_the_code_plays_in_an_open_room() {
     p.run(200 * MS);
     assert_eq!(p.midi().len(), 1);
 }
+
+#[test]
+fn send_and_event_times_from_anywhere_on_the_timeline_are_taken() {
+    // Found by the `receive` fuzz target: the latency and hold of an event were computed as
+    // `a as i64 - b as i64` of times from the network, which overflows (a panic where
+    // overflow checks are on) when the two are more than 2^63 ns apart.
+    let mut r = ReceiverCore::new(secure());
+    let k = key();
+    let half = 1u64 << 63;
+    let pairs = [
+        (half - 1, half),
+        (half, half - 1),
+        (0, u64::MAX),
+        (u64::MAX, 0),
+        (half, 0),
+        (0, half),
+    ];
+    for (seq, (sent_ns, time_ns)) in pairs.into_iter().enumerate() {
+        let prelude = Prelude {
+            sent_ns,
+            epoch: 1234,
+        };
+        let ev = [TimedMessage {
+            time_ns,
+            msg: cc(1),
+        }];
+        let (d, n) = encode_events(9, seq as u64, prelude, seq as u64, &ev);
+        assert_eq!(n, 1);
+        let d = d.seal_with(Some(&k));
+        assert_eq!(
+            r.handle_datagram(10_000 * MS, addr(9), d.as_bytes()),
+            Ok(())
+        );
+    }
+    assert_eq!(r.stats().datagrams, pairs.len() as u64);
+}
