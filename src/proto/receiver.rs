@@ -438,7 +438,9 @@ impl ReceiverCore {
                     // How far the new estimate moves the Sender's present onto our timeline.
                     let t = prelude.sent_ns;
                     let jump = old.map(t).abs_diff(report.map(t));
-                    jump > CLOCK_JUMP_NS.max(2 * old.error_ns.max(report.error_ns))
+                    // (The error bounds come from the network: any value.)
+                    let bound = old.error_ns.max(report.error_ns).saturating_mul(2);
+                    jump > CLOCK_JUMP_NS.max(bound)
                 });
                 peer.clock = Some(report);
                 let after = basis_of(peer, ntp);

@@ -602,3 +602,29 @@ fn send_and_event_times_from_anywhere_on_the_timeline_are_taken() {
     }
     assert_eq!(r.stats().datagrams, pairs.len() as u64);
 }
+
+#[test]
+fn clock_reports_with_any_error_bound_are_taken() {
+    // Found by the `receive` fuzz target: twice the error bound of a report overflowed.
+    let mut r = ReceiverCore::new(secure());
+    let k = key();
+    for (seq, error_ns) in [u64::MAX, u64::MAX / 2 + 1].into_iter().enumerate() {
+        let report = wire::ClockReport {
+            source: ClockSource::Direct,
+            ref_ns: 0,
+            offset_ns: seq as i64 * 1_000_000_000,
+            skew_ppb: 0,
+            error_ns,
+            rtt_ns: 0,
+        };
+        let prelude = Prelude {
+            sent_ns: 5,
+            epoch: 1234,
+        };
+        let d = wire::encode_clock_report(9, seq as u64, prelude, &report).seal_with(Some(&k));
+        assert_eq!(
+            r.handle_datagram(10_000 * MS, addr(9), d.as_bytes()),
+            Ok(())
+        );
+    }
+}
