@@ -664,7 +664,7 @@ impl SenderCore {
             Some((at, last)) => {
                 now >= at + REPORT_INTERVAL_NS
                     || last.source != r.source
-                    || (last.map(now) as i64 - r.map(now) as i64).abs() > REPORT_CHANGE_NS
+                    || last.map(now).abs_diff(r.map(now)) > REPORT_CHANGE_NS as u64
             }
         };
         if due {

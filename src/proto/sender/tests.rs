@@ -397,3 +397,28 @@ fn nothing_follows_the_bye_not_even_a_late_clock_answer() {
     s.handle_timeout(t1 + 3 * MS);
     assert_eq!(drain(&mut s, t1 + 3 * MS, None), Vec::new());
 }
+
+#[test]
+fn a_jump_of_the_clock_estimate_across_2_63_is_measured_without_overflow() {
+    // Seen while reading what the fuzz targets found in the clock code: how far a new
+    // estimate moved was `a as i64 - b as i64` of two mapped times, which overflows when
+    // they are more than 2^63 ns apart (a panic with overflow checks on).
+    let mut s = SenderCore::new(42, "alice", None);
+    let now = 1_000_000_000u64;
+    s.set_ntp(Some(NtpOffset {
+        offset_ns: ((1u64 << 63) - now) as i64,
+        error_ns: 0,
+    }));
+    s.handle_timeout(now);
+    let moved = NtpOffset {
+        offset_ns: 1 - now as i64,
+        error_ns: 0,
+    };
+    s.set_ntp(Some(moved));
+    s.handle_timeout(now + 1);
+    assert_eq!(
+        s.report_pending.map(|r| r.offset_ns),
+        Some(moved.offset_ns),
+        "the move is reported at once"
+    );
+}
