@@ -220,7 +220,7 @@ fn body(h: &Header, body: &[u8], events: &mut Vec<TimedMessage>, again: &mut Vec
         Body::TimeRequest { .. } => encode_time_request(h.sender_id, h.seq, prelude),
         Body::TimeReply { reply, .. } => encode_time_reply(h.sender_id, h.seq, prelude, &reply),
         Body::ClockReport { report, .. } => {
-            assert!(report.skew_ppb.abs() <= MAX_SKEW_PPB);
+            assert!(report.skew_ppb.unsigned_abs() <= MAX_SKEW_PPB as u64);
             encode_clock_report(h.sender_id, h.seq, prelude, &report)
         }
         Body::Refused => {

@@ -192,9 +192,13 @@ impl Run {
                     let ntp = if one_in(u, 4)? {
                         None
                     } else {
+                        // An NTP server's answer: plausible, or anything at all.
                         Some(NtpOffset {
-                            offset_ns: u
-                                .int_in_range(-3_600_000 * MS as i64..=3_600_000 * MS as i64)?,
+                            offset_ns: if one_in(u, 8)? {
+                                u.arbitrary()?
+                            } else {
+                                u.int_in_range(-3_600_000 * MS as i64..=3_600_000 * MS as i64)?
+                            },
                             error_ns: u.int_in_range(0..=1_000 * MS)?,
                         })
                     };
@@ -242,10 +246,15 @@ impl Run {
         let t2 = t1
             .wrapping_add_signed(self.offset)
             .wrapping_add((rtt - turn) / 2);
-        let (t2, t3) = if one_in(u, 16)? {
-            (u.arbitrary()?, u.arbitrary()?)
-        } else {
-            (t2, t2.wrapping_add(turn))
+        let (t2, t3) = match u.int_in_range(0u8..=15)? {
+            // Any timestamps, or a Receiver clock anywhere that holds the request a
+            // plausible time (so the filter takes the sample).
+            0 => (u.arbitrary()?, u.arbitrary()?),
+            1 => {
+                let t2: u64 = u.arbitrary()?;
+                (t2, t2.wrapping_add(turn))
+            }
+            _ => (t2, t2.wrapping_add(turn)),
         };
         if t1 <= self.now {
             self.now = self.now.max(t1.saturating_add(rtt)).min(NOW_MAX);
@@ -343,7 +352,7 @@ impl Run {
                     crate::craft::check_snapshot(&s.snapshot);
                 }
                 Body::ClockReport { report, .. } => {
-                    assert!(report.skew_ppb.abs() <= MAX_SKEW_PPB);
+                    assert!(report.skew_ppb.unsigned_abs() <= MAX_SKEW_PPB as u64);
                 }
                 Body::Bye { .. } => self.said_bye = true,
                 Body::TimeRequest { .. } => {}
