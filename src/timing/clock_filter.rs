@@ -173,7 +173,8 @@ fn envelope(pts: &[(i64, i64)], hull: &mut Vec<(i64, i64)>) -> Option<Line> {
         .position(|w| w[1].0 >= mean_x)
         .unwrap_or(hull.len() - 2);
     let (a, b) = (hull[j], hull[j + 1]);
-    let slope = (b.1 as f64 - a.1 as f64) / (b.0 as f64 - a.0 as f64);
+    // Exact differences (in i128: see above), then the quotient.
+    let slope = (b.1 as i128 - a.1 as i128) as f64 / (b.0 as i128 - a.0 as i128) as f64;
     Some(Line {
         x0: a.0,
         y0: a.1 as f64,
