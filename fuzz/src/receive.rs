@@ -244,11 +244,14 @@ impl Run {
                 };
                 self.now = self.now.saturating_add(dt).min(NOW_MAX);
                 self.core.handle_timeout(self.now);
-                if let Some(t) = self.core.poll_timeout(self.now) {
-                    assert!(t > self.now.saturating_sub(1) || self.core.peers().is_empty());
-                } else {
-                    assert!(self.core.peers().is_empty());
-                }
+                // A wake-up is due exactly while there are peers, and later than now.
+                let next = self.core.poll_timeout(self.now);
+                assert_eq!(next.is_some(), !self.core.peers().is_empty());
+                assert!(
+                    next.is_none_or(|t| t > self.now),
+                    "{next:?} at {}",
+                    self.now
+                );
                 self.after(MAX_PEERS, voices);
                 Ok(())
             }
