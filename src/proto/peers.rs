@@ -188,7 +188,8 @@ impl Peer {
     pub fn loss_pct(&self) -> f64 {
         match self.seq_range {
             Some((lo, hi)) => {
-                let expected = (hi - lo + 1) as f64;
+                // (In f64: the numbers come from the network, and 0 to u64::MAX is 2^64.)
+                let expected = (hi - lo) as f64 + 1.0;
                 (100.0 * (expected - self.datagrams as f64) / expected).max(0.0)
             }
             None => 0.0,
@@ -408,6 +409,19 @@ mod tests {
             .silent(DEFAULT_PEER_TIMEOUT_NS + 1, DEFAULT_PEER_TIMEOUT_NS)
             .collect();
         assert_eq!(silent, vec![0]);
+    }
+
+    #[test]
+    fn loss_over_the_whole_range_of_numbers() {
+        // Found by the `receive` fuzz target: datagrams numbered 0 and u64::MAX overflowed
+        // the count of datagrams expected.
+        let mut t = PeerTable::new();
+        let i = t.insert(1, addr(1), 0).unwrap();
+        let p = t.get_mut(i).unwrap();
+        p.datagram(1, 0, 0);
+        p.datagram(2, u64::MAX, 1);
+        let loss = p.loss_pct();
+        assert!(loss > 99.999 && loss <= 100.0 + 1e-9, "{loss}");
     }
 
     #[test]

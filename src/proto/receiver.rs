@@ -143,8 +143,19 @@ pub enum PeerEvent {
 /// A datagram to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reply {
-    /// Answer a clock request: its `t1` and our arrival time `t2`.
-    Time { to: SocketAddr, t1: u64, t2: u64 },
+    /// Answer a clock request: its `t1` and our arrival time `t2`, sealed when the datagram
+    /// it answers was (in an open room, a Sender without the code can read the answer to
+    /// its plain request, and the answer stays no larger than the request).
+    Time {
+        /// Where the request came from.
+        to: SocketAddr,
+        /// The request's send time.
+        t1: u64,
+        /// Our time when it arrived.
+        t2: u64,
+        /// Whether the request was sealed.
+        sealed: bool,
+    },
     /// Tell `to` its datagram failed authentication.
     Refused { to: SocketAddr },
 }
@@ -371,6 +382,7 @@ impl ReceiverCore {
                     to: from,
                     t1: prelude.sent_ns,
                     t2: now,
+                    sealed: h.sealed,
                 });
             }
             self.stats.datagrams += 1;
@@ -385,6 +397,7 @@ impl ReceiverCore {
                     to: from,
                     t1: prelude.sent_ns,
                     t2: now,
+                    sealed: h.sealed,
                 });
             }
             return Err(Reject::StaleEpoch);
@@ -429,7 +442,7 @@ impl ReceiverCore {
         peer.datagram(now, h.seq, prelude.sent_ns);
         self.stats.datagrams += 1;
         let ntp = self.ntp;
-        let net = now as i64 - to_receiver_time(peer, ntp, prelude.sent_ns) as i64;
+        let net = now.wrapping_sub(to_receiver_time(peer, ntp, prelude.sent_ns)) as i64;
         peer.net.push(now, net);
         match body {
             Body::Events {
@@ -467,7 +480,9 @@ impl ReceiverCore {
                     // How far the new estimate moves the Sender's present onto our timeline.
                     let t = prelude.sent_ns;
                     let jump = old.map(t).abs_diff(report.map(t));
-                    jump > CLOCK_JUMP_NS.max(2 * old.error_ns.max(report.error_ns))
+                    // (The error bounds come from the network: any value.)
+                    let bound = old.error_ns.max(report.error_ns).saturating_mul(2);
+                    jump > CLOCK_JUMP_NS.max(bound)
                 });
                 peer.clock = Some(report);
                 let after = basis_of(peer, ntp);
@@ -512,9 +527,11 @@ impl ReceiverCore {
                 continue;
             }
             fresh += 1;
-            let latency = now as i64 - origin as i64;
+            // Differences of two times, on the wrapping 64-bit timeline like the transit in
+            // `Peer::datagram`: the times come from the network and can be anything.
+            let latency = now.wrapping_sub(origin) as i64;
             peer.latency.push(now, latency);
-            peer.hold(now, prelude.sent_ns as i64 - ev.time_ns as i64);
+            peer.hold(now, prelude.sent_ns.wrapping_sub(ev.time_ns) as i64);
             if latency > d {
                 peer.late += 1;
             }
@@ -610,7 +627,7 @@ impl ReceiverCore {
         let seq = self.next_seq;
         self.next_seq += 1;
         Some(match r {
-            Reply::Time { to, t1, t2 } => {
+            Reply::Time { to, t1, t2, sealed } => {
                 let prelude = Prelude {
                     sent_ns: now,
                     epoch: self.config.epoch,
@@ -621,7 +638,8 @@ impl ReceiverCore {
                     prelude,
                     &TimeReply { t1, t2 },
                 );
-                (to, d.seal_with(self.config.key.as_ref()))
+                let key = self.config.key.as_ref().filter(|_| sealed);
+                (to, d.seal_with(key))
             }
             Reply::Refused { to } => {
                 self.stats.refusals += 1;

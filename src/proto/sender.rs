@@ -518,6 +518,11 @@ impl SenderCore {
     }
 
     fn next_datagram(&mut self, now: u64) -> Option<Datagram> {
+        if self.closed && !self.bye_pending {
+            // The Bye went out: nothing follows it (a clock answer arriving after it must
+            // not send a report, which the Receiver would take for a new sender).
+            return None;
+        }
         if self.request_pending && !self.closed {
             self.request_pending = false;
             self.outstanding[self.outstanding_next] = now;
@@ -671,7 +676,7 @@ impl SenderCore {
             Some((at, last)) => {
                 now >= at + REPORT_INTERVAL_NS
                     || last.source != r.source
-                    || (last.map(now) as i64 - r.map(now) as i64).abs() > REPORT_CHANGE_NS
+                    || last.map(now).abs_diff(r.map(now)) > REPORT_CHANGE_NS as u64
             }
         };
         if due {

@@ -403,13 +403,11 @@ pub fn decode_body<'a>(
     let (prelude, rest): (Prelude, _) =
         postcard::take_from_bytes(body).map_err(|_| DecodeError::Malformed)?;
     let r = match h.packet_type {
-        PacketType::Events => {
-            let first_event_seq = decode_events(rest, events)?;
-            Ok(Body::Events {
-                prelude,
-                first_event_seq,
-            })
-        }
+        // No `?` here: an error must reach the clearing below.
+        PacketType::Events => decode_events(rest, events).map(|first_event_seq| Body::Events {
+            prelude,
+            first_event_seq,
+        }),
         PacketType::State => decode_state(prelude, rest).map(Body::State),
         PacketType::Bye => finish(rest).map(|_| Body::Bye { prelude }),
         PacketType::TimeRequest => decode_time_request(rest).map(|_| Body::TimeRequest { prelude }),

@@ -141,8 +141,13 @@ fn envelope(pts: &[(i64, i64)], hull: &mut Vec<(i64, i64)>) -> Option<Line> {
         while hull.len() >= 2 {
             let a = hull[hull.len() - 2];
             let b = hull[hull.len() - 1];
-            let cross = (b.0 - a.0) as i128 * (p.1 - a.1) as i128
-                - (b.1 - a.1) as i128 * (p.0 - a.0) as i128;
+            // In i128 from the start: the offsets come from the network and the difference
+            // of two of them can exceed i64.
+            let d = |q: (i64, i64), r: (i64, i64)| {
+                (q.0 as i128 - r.0 as i128, q.1 as i128 - r.1 as i128)
+            };
+            let ((bx, by), (px, py)) = (d(b, a), d(p, a));
+            let cross = bx * py - by * px;
             // Same x as the last point: keep the lower one only.
             if cross <= 0 || b.0 == p.0 {
                 hull.pop();
@@ -168,7 +173,8 @@ fn envelope(pts: &[(i64, i64)], hull: &mut Vec<(i64, i64)>) -> Option<Line> {
         .position(|w| w[1].0 >= mean_x)
         .unwrap_or(hull.len() - 2);
     let (a, b) = (hull[j], hull[j + 1]);
-    let slope = (b.1 - a.1) as f64 / (b.0 - a.0) as f64;
+    // Exact differences (in i128: see above), then the quotient.
+    let slope = (b.1 as i128 - a.1 as i128) as f64 / (b.0 as i128 - a.0 as i128) as f64;
     Some(Line {
         x0: a.0,
         y0: a.1 as f64,
@@ -531,6 +537,22 @@ mod tests {
         let _ = f.add_sample(0, u64::MAX, u64::MAX, 5);
         let _ = f.add_sample(u64::MAX - 5, 0, 1, u64::MAX);
         assert!(f.estimate().is_none_or(|e| e.samples <= 2));
+    }
+
+    #[test]
+    fn offsets_from_anywhere_on_the_timeline_are_fitted_without_overflow() {
+        // Found by the `sender_receive` fuzz target: the envelope took differences of two
+        // offsets in i64, which overflow when a Receiver's answers put its clock 2^63 ns
+        // away one time and the other way the next (a panic with overflow checks on).
+        let mut f = ClockFilter::new();
+        for i in 0..8u64 {
+            let t1 = 1_000_000_000 + i * 100_000_000;
+            let t2 = t1.wrapping_add(if i % 2 == 0 { i64::MAX as u64 } else { 1 << 63 });
+            let _ = f.add_sample(t1, t2, t2 + 1_000, t1 + 2_000_000);
+            let _ = f.offset_at(t1);
+            let _ = f.error_bound_at(t1);
+        }
+        assert!(f.estimate().is_some());
     }
 
     #[test]

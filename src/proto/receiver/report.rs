@@ -10,12 +10,15 @@ use crate::timing::playout::PlayoutMode;
 /// ns, error bound in ns).
 pub fn peer_clock(p: &Peer, ntp: Option<NtpOffset>, now: u64) -> (ClockSource, i64, u64) {
     // The report's offset holds at its reference time; its skew carries it to the present.
+    // (Wrapping arithmetic: the report's figures come from the network and can be anything.)
     let at_now = |c: &crate::proto::wire::ClockReport| {
         let t = now.wrapping_add_signed(c.offset_ns.wrapping_neg());
-        c.map(t) as i64 - t as i64
+        c.map(t).wrapping_sub(t) as i64
     };
     match (p.basis, p.clock, ntp) {
-        (ClockBasis::Direct, Some(c), _) => (ClockSource::Direct, -at_now(&c), c.error_ns),
+        (ClockBasis::Direct, Some(c), _) => {
+            (ClockSource::Direct, at_now(&c).wrapping_neg(), c.error_ns)
+        }
         (ClockBasis::Ntp, Some(c), Some(own)) => (
             ClockSource::Ntp,
             // (UTC - ours) - (UTC - theirs).
@@ -25,7 +28,7 @@ pub fn peer_clock(p: &Peer, ntp: Option<NtpOffset>, now: u64) -> (ClockSource, i
         // Only the fastest transit plus the offset is known: the offset alone is not.
         _ => (
             ClockSource::None,
-            -p.base_offset.map_or(0, |m| m.get()),
+            p.base_offset.map_or(0, |m| m.get()).wrapping_neg(),
             u64::MAX,
         ),
     }
@@ -158,6 +161,41 @@ mod tests {
             peer_clock(p, Some(ntp), 10_000_000_000),
             (ClockSource::Ntp, 3_000_000, 1_500)
         );
+    }
+
+    #[test]
+    fn any_clock_figures_from_the_network_are_shown_without_overflow() {
+        // Found by the `receive` fuzz target: the offset at `now` was `a as i64 - b as i64`
+        // of a report's mapping, and then negated, both of which overflow for some reports.
+        let mut core = ReceiverCore::new(ReceiverConfig::default());
+        let s = core
+            .peers_mut()
+            .insert(1, "192.0.2.1:5".parse().unwrap(), 0)
+            .unwrap();
+        let p = core.peers_mut().get_mut(s).unwrap();
+        let ntp = NtpOffset {
+            offset_ns: i64::MIN,
+            error_ns: u64::MAX,
+        };
+        for offset_ns in [i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX] {
+            for now in [0, 1 << 62, (1 << 63) - 1, 1 << 63, u64::MAX] {
+                for basis in [ClockBasis::Direct, ClockBasis::Ntp] {
+                    p.clock = Some(ClockReport {
+                        source: WireSource::Direct,
+                        ref_ns: now,
+                        offset_ns,
+                        skew_ppb: 0,
+                        error_ns: u64::MAX,
+                        rtt_ns: 0,
+                    });
+                    p.basis = basis;
+                    let _ = peer_clock(p, Some(ntp), now);
+                }
+            }
+        }
+        p.basis = ClockBasis::FastestTransit;
+        p.datagram(0, 1, 1 << 63);
+        assert_eq!(peer_clock(p, None, 0).1, i64::MIN);
     }
 
     #[test]

@@ -608,6 +608,7 @@ fn a_stranger_request_is_answered_once_and_a_late_one_still_is() {
     );
     assert_eq!(answers(&mut r), 0);
 }
+
 /// The Receiver restarts while a clock request of the Sender is out, and the Sender plays before
 /// the answer comes back: the answer tells the new epoch before the notices that refuse the
 /// notes sent under the old one, and the notes must still arrive. One-way delay 15 ms, so the
@@ -636,4 +637,109 @@ fn a_restarted_receiver_gets_the_events_sent_while_a_clock_request_was_out() {
         lost.is_empty(),
         "the note was lost when the Receiver restarted {lost:?} ms into the period"
     );
+}
+
+#[test]
+fn clock_answers_take_the_form_of_the_request_and_are_never_larger() {
+    // Found by the `receive` fuzz target: in an open room the Receiver sealed its answers
+    // to plain requests, so a Sender without the code could not read them (it never learnt
+    // the epoch, and so never played), and each answer was larger than its request.
+    let now = 1_795_500_000_000_000_000; // Unix-epoch nanoseconds: the longest varints.
+    let mut r = ReceiverCore::new(ReceiverConfig {
+        open_room: true,
+        epoch: u32::MAX,
+        ..secure()
+    });
+    for (id, k) in [(1, None), (2, Some(key()))] {
+        let mut s = SenderCore::new(id, "", k.clone());
+        s.handle_timeout(0);
+        let request = s.poll_transmit(0).unwrap();
+        r.handle_datagram(now, addr(1), request.as_bytes()).unwrap();
+        let (_, answer) = r.poll_transmit(now).unwrap();
+        assert_eq!(answer.as_bytes()[6] & wire::FLAG_SEALED != 0, k.is_some());
+        assert!(
+            answer.as_bytes().len() <= request.as_bytes().len(),
+            "a {}-byte answer to a {}-byte request",
+            answer.as_bytes().len(),
+            request.as_bytes().len()
+        );
+        s.handle_datagram(1_000, answer.as_bytes()).unwrap();
+        assert_eq!(s.link(), crate::proto::sender::Link::Connected);
+    }
+}
+
+#[test]
+fn a_sender_without_the_code_plays_in_an_open_room() {
+    let open = ReceiverConfig {
+        open_room: true,
+        ..secure()
+    };
+    let mut p = Pair::new(ReceiverCore::new(open), None, 0, 10 * MS, MS);
+    p.run(500 * MS);
+    assert_eq!(p.sender.link(), crate::proto::sender::Link::Connected);
+    p.play(cc(5));
+    p.run(200 * MS);
+    assert_eq!(p.midi().len(), 1);
+}
+
+#[test]
+fn send_and_event_times_from_anywhere_on_the_timeline_are_taken() {
+    // Found by the `receive` fuzz target: the latency and hold of an event were computed as
+    // `a as i64 - b as i64` of times from the network, which overflows (a panic where
+    // overflow checks are on) when the two are more than 2^63 ns apart.
+    let mut r = ReceiverCore::new(secure());
+    let k = key();
+    let half = 1u64 << 63;
+    let pairs = [
+        (half - 1, half),
+        (half, half - 1),
+        (0, u64::MAX),
+        (u64::MAX, 0),
+        (half, 0),
+        (0, half),
+    ];
+    for (seq, (sent_ns, time_ns)) in pairs.into_iter().enumerate() {
+        let prelude = Prelude {
+            sent_ns,
+            epoch: 1234,
+        };
+        let ev = [TimedMessage {
+            time_ns,
+            msg: cc(1),
+        }];
+        let (d, n) = encode_events(9, seq as u64, prelude, seq as u64, &ev);
+        assert_eq!(n, 1);
+        let d = d.seal_with(Some(&k));
+        assert_eq!(
+            r.handle_datagram(10_000 * MS, addr(9), d.as_bytes()),
+            Ok(())
+        );
+    }
+    assert_eq!(r.stats().datagrams, pairs.len() as u64);
+}
+
+#[test]
+fn clock_reports_with_any_error_bound_are_taken() {
+    // Found by the `receive` fuzz target: twice the error bound of a report overflowed.
+    let mut r = ReceiverCore::new(secure());
+    let k = key();
+    for (seq, error_ns) in [u64::MAX, u64::MAX / 2 + 1].into_iter().enumerate() {
+        let report = wire::ClockReport {
+            source: ClockSource::Direct,
+            ref_ns: 0,
+            offset_ns: seq as i64 * 1_000_000_000,
+            skew_ppb: 0,
+            error_ns,
+            rtt_ns: 0,
+        };
+        let prelude = Prelude {
+            sent_ns: 5,
+            epoch: 1234,
+        };
+        let d = wire::encode_clock_report(9, seq as u64, prelude, &report).seal_with(Some(&k));
+        assert_eq!(
+            r.handle_datagram(10_000 * MS, addr(9), d.as_bytes()),
+            Ok(())
+        );
+    }
 }

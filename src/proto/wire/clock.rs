@@ -152,7 +152,8 @@ pub(super) fn decode_clock_report(rest: &[u8]) -> Result<ClockReport, DecodeErro
         2 => ClockSource::Ntp,
         _ => return Err(DecodeError::InvalidField),
     };
-    if b.skew_ppb.abs() > MAX_SKEW_PPB {
+    // (Not `abs()`: i64::MIN has no absolute value, and would pass unchecked.)
+    if !(-MAX_SKEW_PPB..=MAX_SKEW_PPB).contains(&b.skew_ppb) {
         return Err(DecodeError::InvalidField);
     }
     Ok(ClockReport {
@@ -205,7 +206,7 @@ mod tests {
             let _ = decode_time_request(&rest);
             let _ = decode_time_reply(&rest);
             if let Ok(c) = decode_clock_report(&rest) {
-                prop_assert!(c.skew_ppb.abs() <= MAX_SKEW_PPB);
+                prop_assert!(c.skew_ppb.unsigned_abs() <= MAX_SKEW_PPB as u64);
             }
         }
     }
@@ -234,6 +235,37 @@ mod tests {
             .unwrap()
             .len();
         assert_eq!(decode_time_request(&b[..n]), Err(DecodeError::InvalidField));
+    }
+
+    #[test]
+    fn skews_out_of_range_are_refused_even_the_most_negative() {
+        // Found by the `decode` fuzz target: the check was `skew.abs() > MAX`, which
+        // overflows for i64::MIN (a panic with overflow checks on; without them i64::MIN
+        // stays negative and the report was accepted).
+        let mut b = [0u8; 64];
+        for (skew, ok) in [
+            (i64::MIN, false),
+            (-MAX_SKEW_PPB - 1, false),
+            (-MAX_SKEW_PPB, true),
+            (MAX_SKEW_PPB, true),
+            (MAX_SKEW_PPB + 1, false),
+            (i64::MAX, false),
+        ] {
+            let body = ClockReportBody {
+                source: 1,
+                ref_ns: 0,
+                offset_ns: 0,
+                skew_ppb: skew,
+                error_ns: 0,
+                rtt_ns: 0,
+            };
+            let n = postcard::to_slice(&body, &mut b).unwrap().len();
+            let r = decode_clock_report(&b[..n]);
+            assert_eq!(r.is_ok(), ok, "{skew}: {r:?}");
+            if !ok {
+                assert_eq!(r, Err(DecodeError::InvalidField));
+            }
+        }
     }
 
     #[test]

@@ -469,3 +469,39 @@ fn too_many_events() {
         Err(DecodeError::TooManyEvents)
     );
 }
+
+#[test]
+fn an_error_after_good_events_leaves_none_behind() {
+    // Found by the `decode` fuzz target: an error in the events after the first good ones
+    // returned early and left those in the caller's buffer, against `decode_body`'s promise.
+    let h = Header {
+        packet_type: PacketType::Events,
+        sealed: false,
+        sender_id: 1,
+        seq: 1,
+    };
+    let pc = || WireEvent {
+        dt_ns: 0,
+        msg: WireMsg::ProgramChange(0, 1),
+    };
+    let cc16 = WireEvent {
+        dt_ns: 0,
+        msg: WireMsg::ControlChange(16, 1, 0.5),
+    };
+    let mut out = Vec::new();
+    assert_eq!(
+        decode_body(&h, &events_body(0, 5, &[pc(), pc(), cc16]), &mut out),
+        Err(DecodeError::InvalidEvent)
+    );
+    assert_eq!(out, []);
+    let mut cut = events_body(0, 5, &[pc(), pc(), pc()]);
+    cut.pop();
+    assert_eq!(decode_body(&h, &cut, &mut out), Err(DecodeError::Malformed));
+    assert_eq!(out, []);
+    let many: Vec<_> = (0..MAX_EVENTS_PER_DATAGRAM + 1).map(|_| pc()).collect();
+    assert_eq!(
+        decode_body(&h, &events_body(0, 5, &many), &mut out),
+        Err(DecodeError::TooManyEvents)
+    );
+    assert_eq!(out, []);
+}
