@@ -3,9 +3,11 @@
 //! Fixed capacity, allocated once; inserting, peeking and popping never allocate, lock or
 //! block, so this is safe inside `process()`. Events are kept sorted by due time, ties in
 //! arrival order (a stable insert), so one peer's events never swap. Events mostly arrive in
-//! time order, so an insert is usually an append; the worst case is a `memmove` of the queue.
+//! time order, so an insert is usually an append at the back of a ring; an event that arrives
+//! out of order moves the events after it (or before it, whichever are fewer).
 
 use super::receiver::ScheduledEvent;
+use std::collections::VecDeque;
 
 /// Default capacity: about 20 s of dense playing (200 events/s) from 20 players.
 pub const SCHEDULE_CAPACITY: usize = 4096;
@@ -32,74 +34,67 @@ pub struct Full(pub ScheduledEvent);
 /// Events waiting to be played, earliest first.
 #[derive(Debug)]
 pub struct Schedule {
-    /// Sorted by `due_ns`, stable; never grows past its initial capacity.
-    events: Vec<ScheduledEvent>,
-    /// Index of the first event still waiting (events before it have been played).
-    head: usize,
+    /// Sorted by `due_ns`, stable; a ring that never grows past its initial capacity.
+    events: VecDeque<ScheduledEvent>,
+    /// Most events held (the ring's capacity when it was made).
+    capacity: usize,
 }
 
 impl Schedule {
     /// An empty schedule holding at most `capacity` events.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            events: Vec::with_capacity(capacity),
-            head: 0,
+            events: VecDeque::with_capacity(capacity),
+            capacity,
         }
     }
 
     /// Number of waiting events.
     pub fn len(&self) -> usize {
-        self.events.len() - self.head
+        self.events.len()
     }
 
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.events.is_empty()
     }
 
     /// Most events it can hold.
     pub fn capacity(&self) -> usize {
-        self.events.capacity()
+        self.capacity
     }
 
     /// Adds an event in time order, or hands it back when full.
     // The event is handed back by value, as `rtrb` does: no allocation on the audio thread.
     #[allow(clippy::result_large_err)]
     pub fn insert(&mut self, ev: ScheduledEvent) -> Result<(), Full> {
-        if self.events.len() == self.events.capacity() {
-            // Reclaim the played prefix before giving up.
-            self.compact();
-            if self.events.len() == self.events.capacity() {
-                return Err(Full(ev));
-            }
+        if self.events.len() >= self.capacity {
+            return Err(Full(ev));
         }
-        let waiting = &self.events[self.head..];
-        // First position whose due time is later than ours: after every equal one (stable).
-        let pos = self.head + waiting.partition_point(|e| e.due_ns <= ev.due_ns);
-        self.events.insert(pos, ev);
+        // Usually the latest: a look at the back first, a binary search otherwise.
+        if self.events.back().is_none_or(|b| b.due_ns <= ev.due_ns) {
+            self.events.push_back(ev);
+        } else {
+            // First position whose due time is later than ours: after every equal one.
+            let pos = self.events.partition_point(|e| e.due_ns <= ev.due_ns);
+            self.events.insert(pos, ev);
+        }
         Ok(())
     }
 
     /// The earliest waiting event.
     pub fn peek(&self) -> Option<&ScheduledEvent> {
-        self.events.get(self.head)
+        self.events.front()
     }
 
     /// Removes and returns the earliest waiting event.
     pub fn pop(&mut self) -> Option<ScheduledEvent> {
-        let ev = *self.events.get(self.head)?;
-        self.head += 1;
-        if self.head == self.events.len() {
-            self.events.clear();
-            self.head = 0;
-        }
-        Some(ev)
+        self.events.pop_front()
     }
 
     /// Forgets every waiting event (no deallocation).
     pub fn clear(&mut self) {
         self.events.clear();
-        self.head = 0;
     }
 
     /// Pops the earliest event if it plays in `block`, at an offset no later than `limit`. An
@@ -123,12 +118,6 @@ impl Schedule {
         Some((offset, ev, late && play < block.late_before_ns))
     }
 
-    fn compact(&mut self) {
-        if self.head > 0 {
-            self.events.drain(..self.head);
-            self.head = 0;
-        }
-    }
 }
 
 /// Where a time `play_ns` falls in a block of `n` samples starting at `start_ns`: `Some((offset,
