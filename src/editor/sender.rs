@@ -9,6 +9,7 @@ use super::view::{self, Activity};
 use super::widgets::{
     self, field_errors, light, rich, section, text_field, tone_color, GOOD, SMALL, TEXT, WEAK,
 };
+use crate::proto::sender::MAX_REDUNDANCY;
 use crate::settings::{SenderSettings, Settings};
 use crate::status::SenderStatus;
 use crate::SenderParams;
@@ -148,17 +149,31 @@ impl SenderUi {
                     }
                     ui.end_row();
                     ui.label("NTP server");
-                    if let Commit::Apply(v) = text_field(
-                        ui,
-                        "ntp",
-                        &mut self.ntp,
-                        FIELD_W,
-                        "empty: NTP off",
-                        false,
-                        fields::ntp_server,
-                    ) {
-                        update(store, |s| s.ntp_server = v);
-                    }
+                    ui.horizontal(|ui| {
+                        if let Commit::Apply(v) = text_field(
+                            ui,
+                            "ntp",
+                            &mut self.ntp,
+                            FIELD_W,
+                            "empty: NTP off",
+                            false,
+                            fields::ntp_server,
+                        ) {
+                            update(store, |s| s.ntp_server = v);
+                        }
+                        ui.label("Repeats");
+                        let mut r = s.redundancy.min(MAX_REDUNDANCY as u8);
+                        if ui
+                            .add(egui::DragValue::new(&mut r).range(0..=MAX_REDUNDANCY as u8))
+                            .on_hover_text(
+                                "How many earlier batches of events every datagram carries \
+                                 again: more survive more loss, at the cost of bandwidth.",
+                            )
+                            .changed()
+                        {
+                            update(store, |s| s.redundancy = r);
+                        }
+                    });
                     ui.end_row();
                 });
             field_errors(

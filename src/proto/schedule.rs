@@ -117,7 +117,6 @@ impl Schedule {
         let ev = self.pop()?;
         Some((offset, ev, late && play < block.late_before_ns))
     }
-
 }
 
 /// Where a time `play_ns` falls in a block of `n` samples starting at `start_ns`: `Some((offset,
