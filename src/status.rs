@@ -84,7 +84,7 @@ pub struct PeerStatus {
     pub slot: u8,
     /// The Sender's random id.
     pub sender_id: u64,
-    /// Display name from its Hello (may be empty).
+    /// Display name from its State heartbeats (may be empty).
     pub name: String,
     /// Where its datagrams come from.
     pub addr: SocketAddr,
