@@ -11,6 +11,7 @@ use crate::clap_harness::{
 };
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
+use udp_midi::testkit::Rng;
 
 /// Blocks run before the performance starts (about 0.2 s: the Sender introduces itself).
 const LEAD_IN_BLOCKS: u64 = 20;
@@ -41,24 +42,6 @@ const WITHIN_A_BLOCK: Limits = Limits {
     max_spacing_error: BLOCK as i64,
     max_mean_spacing_error: None,
 };
-
-/// Deterministic PRNG (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
 
 /// A scripted performance: events at absolute sample times, in play order.
 struct Performance {

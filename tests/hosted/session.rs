@@ -175,24 +175,7 @@ pub fn block_of(events: &[Timed], b: u64) -> Vec<(u32, MidiMsg)> {
         .collect()
 }
 
-/// Deterministic PRNG (SplitMix64).
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-}
+pub use udp_midi::testkit::Rng;
 
 /// A note on.
 pub fn note_on(channel: u8, key: u8, velocity: f64) -> MidiMsg {

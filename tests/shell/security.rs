@@ -31,6 +31,7 @@ use udp_midi::proto::state::StateSnapshot;
 use udp_midi::proto::wire::{self, ClockReport, ClockSource, Datagram, Prelude, StateBody};
 use udp_midi::settings::{ReceiverSettings, SenderSettings, Settings};
 use udp_midi::status::{LinkState, Published, SenderStatus};
+use udp_midi::testkit::Rng;
 use udp_midi::ReceiverParams;
 
 /// The Receiver's room.
@@ -279,19 +280,6 @@ impl Attacker {
 
 /// What one kind of attack came to: its name, the datagrams sent, and the count per reason.
 type Tally = (&'static str, usize, Vec<(RejectReason, u64)>);
-
-/// Deterministic PRNG (SplitMix64); the field is its state.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 /// Why a genuine sealed datagram fails once bit `bit` of byte `byte` is flipped, from the
 /// protocol: magic, version, type and reserved bits are checked before anything else; a
