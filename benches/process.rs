@@ -423,7 +423,7 @@ fn flood(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
                 x ^= x << 17;
                 *b = x as u8;
             }
-            if sent % 2 == 0 {
+            if sent.is_multiple_of(2) {
                 // A well-formed header with the sealed flag and a forged tag: it reaches the
                 // authentication, the most expensive rejection.
                 buf[..4].copy_from_slice(b"UMID");
