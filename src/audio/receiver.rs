@@ -7,7 +7,7 @@ use super::voices::{Voices, LOCAL_SLOT};
 use crate::bridge::ReceiverShared;
 use crate::proto::event::{MidiMessage, SysEx};
 use crate::proto::receiver::{Item, ScheduledEvent};
-use crate::proto::schedule::{BlockSpan, Full, Schedule, SCHEDULE_CAPACITY};
+use crate::proto::schedule::{ends_notes, BlockSpan, Schedule, SCHEDULE_CAPACITY};
 use crate::timing::host_clock::HostClock;
 use crate::timing::playout::PlayoutGate;
 use nice_plug::prelude::*;
@@ -202,20 +202,18 @@ impl ReceiverAudio {
         }
     }
 
-    /// Schedules `ev`; when the schedule is full, an item that ends notes plays at once (a
-    /// lost note-off hangs a note) and anything else is dropped and counted.
+    /// Schedules `ev`. An item the schedule refuses (full, or its peer over its share) is
+    /// dropped and counted, unless it ends notes: those have a reserve of their own, and when
+    /// even that is taken they play at once (a lost note-off hangs a note; one played early
+    /// at worst shortens it).
     fn insert<P, C>(&mut self, ev: ScheduledEvent, shared: &ReceiverShared, context: &mut C)
     where
         P: Plugin<SysExMessage = SysEx>,
         C: ProcessContext<P>,
     {
-        if let Err(Full(ev)) = self.schedule.insert(ev) {
-            let ends_notes = match ev.item {
-                Item::Midi(MidiMessage::NoteOff { .. }) => true,
-                Item::Midi(_) => false,
-                Item::Reconcile(_) | Item::EndPeer => true,
-            };
-            if ends_notes {
+        if let Err(refused) = self.schedule.insert(ev) {
+            let ev = refused.into_inner();
+            if ends_notes(&ev.item) {
                 self.voices
                     .apply(&ev, |m| send(context, shared, m.to_note_event(0)));
             } else {

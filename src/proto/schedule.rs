@@ -1,16 +1,39 @@
 //! The audio thread's playout schedule: events waiting for their sample, in time order.
 //!
 //! Fixed capacity, allocated once; inserting, peeking and popping never allocate, lock or
-//! block, so this is safe inside `process()`. Events are kept sorted by due time, ties in
-//! arrival order (a stable insert), so one peer's events never swap. Events mostly arrive in
-//! time order, so an insert is usually an append at the back of a ring; an event that arrives
-//! out of order moves the events after it (or before it, whichever are fewer).
+//! block, so this is safe inside `process()`.
+//!
+//! The items themselves are large (a [`ScheduledEvent`] carries SysEx and snapshots inline, so
+//! that nothing is ever boxed) and never move once stored: they sit in a slab of fixed slots.
+//! The time order is kept by a binary min-heap of small keys (due time, arrival number, slab
+//! index: 24 bytes), so an insert or a pop costs O(log n) key moves whatever order the network
+//! delivers in (peers with different latencies deliver out of due order all the time), instead
+//! of moving up to the whole queue of items. Ties in due time come out in arrival order (the
+//! arrival number breaks them), so one peer's events never swap.
+//!
+//! Admission rules, so that no one can starve the rest (see docs/alignment.md):
+//! - items that do not end notes may fill all but [`RESERVED_FOR_ENDINGS`] places; items
+//!   that end notes (note-offs, snapshots, the end of a peer) may take any place: a flood of
+//!   note-ons or controllers can never leave a note-off without one;
+//! - one slot (one peer, or the Receiver's own track) holds at most [`SLOT_SHARE`] items that
+//!   do not end notes, so one busy or hostile peer leaves room for the others.
 
-use super::receiver::ScheduledEvent;
-use std::collections::VecDeque;
+use super::peers::MAX_PEERS;
+use super::receiver::{Item, ScheduledEvent};
+use crate::proto::event::MidiMessage;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
-/// Default capacity: about 20 s of dense playing (200 events/s) from 20 players.
+/// Default capacity: about 20 s of dense playing (200 events/s) from 20 players, or more than
+/// 4 s of the densest a MIDI 1.0 cable carries (about 1,000 events/s) from one.
 pub const SCHEDULE_CAPACITY: usize = 4096;
+/// Places that only items ending notes may take, at the default capacity.
+pub const RESERVED_FOR_ENDINGS: usize = 512;
+/// Most items that do not end notes one slot may hold, at the default capacity: half of what
+/// is left after the reserve, so a second peer always finds room.
+pub const SLOT_SHARE: usize = (SCHEDULE_CAPACITY - RESERVED_FOR_ENDINGS) / 2;
+/// Slots tracked for the share: every network peer and the Receiver's own track.
+const SLOTS: usize = MAX_PEERS + 1;
 
 /// Where a host block lies on the session timeline, for [`Schedule::pop_due`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -27,74 +50,173 @@ pub struct BlockSpan {
     pub late_before_ns: u64,
 }
 
-/// A full schedule hands the event back, as `rtrb` does with a full queue.
+/// Why an item was refused; the item is handed back, as `rtrb` does with a full queue.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Full(pub ScheduledEvent);
+pub enum Refused {
+    /// Every place is taken, or (for an item that does not end notes) every place outside the
+    /// reserve is taken by such items.
+    Full(ScheduledEvent),
+    /// The item's slot already holds its share of items that do not end notes.
+    OverShare(ScheduledEvent),
+}
 
-/// Events waiting to be played, earliest first.
+impl Refused {
+    /// The item that was refused.
+    pub fn into_inner(self) -> ScheduledEvent {
+        match self {
+            Self::Full(ev) | Self::OverShare(ev) => ev,
+        }
+    }
+}
+
+/// Whether an item ends notes (a note-off, a snapshot that may end notes, the end of a peer):
+/// those are admitted into the reserve, since losing one leaves a note hanging.
+pub fn ends_notes(item: &Item) -> bool {
+    match item {
+        Item::Midi(MidiMessage::NoteOff { .. }) => true,
+        Item::Midi(_) => false,
+        Item::Reconcile(_) | Item::EndPeer => true,
+    }
+}
+
+/// The heap's key for one stored item. Ordered so that `BinaryHeap` (a max-heap) yields the
+/// earliest due time first, and among equal due times the earliest arrival.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Key {
+    /// When the item is due, before the playout delay, ns.
+    due_ns: u64,
+    /// Arrival number: breaks ties in arrival order.
+    order: u64,
+    /// Where the item is stored in the slab.
+    idx: u16,
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.due_ns, other.order).cmp(&(self.due_ns, self.order))
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Events waiting to be played, earliest first. Created in `initialize()`; used only by the
+/// audio thread.
 #[derive(Debug)]
 pub struct Schedule {
-    /// Sorted by `due_ns`, stable; a ring that never grows past its initial capacity.
-    events: VecDeque<ScheduledEvent>,
-    /// Most events held (the ring's capacity when it was made).
-    capacity: usize,
+    /// Stored items; `None` where a place is free. Never grows.
+    slab: Box<[Option<ScheduledEvent>]>,
+    /// Free places of `slab`, a stack (preallocated to the capacity).
+    free: Vec<u16>,
+    /// Keys of the stored items, earliest at the top (preallocated to the capacity: a push
+    /// never reallocates because there are never more keys than places).
+    heap: BinaryHeap<Key>,
+    /// Next arrival number.
+    next_order: u64,
+    /// Items that do not end notes, per slot (indexed by `ScheduledEvent::peer`).
+    per_slot: [u32; SLOTS],
+    /// Items that do not end notes, in all.
+    non_ending: usize,
+    /// Places only items ending notes may take.
+    reserve: usize,
+    /// Most items not ending notes per slot.
+    share: usize,
 }
 
 impl Schedule {
-    /// An empty schedule holding at most `capacity` events.
+    /// An empty schedule of `capacity` places, with the default proportions of reserve and
+    /// share ([`RESERVED_FOR_ENDINGS`] and [`SLOT_SHARE`] at the default capacity).
     pub fn with_capacity(capacity: usize) -> Self {
+        let reserve = capacity * RESERVED_FOR_ENDINGS / SCHEDULE_CAPACITY;
+        Self::with_limits(capacity, reserve, (capacity - reserve) / 2)
+    }
+
+    /// An empty schedule of `capacity` places (at most 65,536), `reserve` of them for items
+    /// ending notes, at most `share` items not ending notes per slot.
+    pub fn with_limits(capacity: usize, reserve: usize, share: usize) -> Self {
+        let capacity = capacity.min(u16::MAX as usize + 1);
         Self {
-            events: VecDeque::with_capacity(capacity),
-            capacity,
+            slab: vec![None; capacity].into_boxed_slice(),
+            free: (0..capacity).rev().map(|i| i as u16).collect(),
+            heap: BinaryHeap::with_capacity(capacity),
+            next_order: 0,
+            per_slot: [0; SLOTS],
+            non_ending: 0,
+            reserve: reserve.min(capacity),
+            share,
         }
     }
 
     /// Number of waiting events.
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.heap.len()
     }
 
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.heap.is_empty()
     }
 
     /// Most events it can hold.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.slab.len()
     }
 
-    /// Adds an event in time order, or hands it back when full.
+    /// Adds an event in time order, or hands it back (see the module's admission rules).
     // The event is handed back by value, as `rtrb` does: no allocation on the audio thread.
     #[allow(clippy::result_large_err)]
-    pub fn insert(&mut self, ev: ScheduledEvent) -> Result<(), Full> {
-        if self.events.len() >= self.capacity {
-            return Err(Full(ev));
+    pub fn insert(&mut self, ev: ScheduledEvent) -> Result<(), Refused> {
+        let ending = ends_notes(&ev.item);
+        let others_full = self.non_ending + self.reserve >= self.capacity();
+        if self.len() >= self.capacity() || (!ending && others_full) {
+            return Err(Refused::Full(ev));
         }
-        // Usually the latest: a look at the back first, a binary search otherwise.
-        if self.events.back().is_none_or(|b| b.due_ns <= ev.due_ns) {
-            self.events.push_back(ev);
-        } else {
-            // First position whose due time is later than ours: after every equal one.
-            let pos = self.events.partition_point(|e| e.due_ns <= ev.due_ns);
-            self.events.insert(pos, ev);
+        let slot = ev.peer as usize % SLOTS;
+        if !ending && self.per_slot[slot] as usize >= self.share {
+            return Err(Refused::OverShare(ev));
         }
+        let Some(idx) = self.free.pop() else {
+            return Err(Refused::Full(ev));
+        };
+        if !ending {
+            self.per_slot[slot] += 1;
+            self.non_ending += 1;
+        }
+        self.slab[idx as usize] = Some(ev);
+        self.heap.push(Key {
+            due_ns: ev.due_ns,
+            order: self.next_order,
+            idx,
+        });
+        self.next_order += 1;
         Ok(())
     }
 
     /// The earliest waiting event.
     pub fn peek(&self) -> Option<&ScheduledEvent> {
-        self.events.front()
+        let key = self.heap.peek()?;
+        self.slab[key.idx as usize].as_ref()
     }
 
     /// Removes and returns the earliest waiting event.
     pub fn pop(&mut self) -> Option<ScheduledEvent> {
-        self.events.pop_front()
+        let key = self.heap.pop()?;
+        let ev = self.slab[key.idx as usize].take()?;
+        self.free.push(key.idx);
+        if !ends_notes(&ev.item) {
+            let slot = ev.peer as usize % SLOTS;
+            self.per_slot[slot] = self.per_slot[slot].saturating_sub(1);
+            self.non_ending = self.non_ending.saturating_sub(1);
+        }
+        Some(ev)
     }
 
     /// Forgets every waiting event (no deallocation).
     pub fn clear(&mut self) {
-        self.events.clear();
+        while self.pop().is_some() {}
     }
 
     /// Pops the earliest event if it plays in `block`, at an offset no later than `limit`. An
@@ -108,8 +230,8 @@ impl Schedule {
         delay_ns: u64,
         limit: Option<u32>,
     ) -> Option<(u32, ScheduledEvent, bool)> {
-        let ev = self.peek()?;
-        let play = ev.due_ns.saturating_add(delay_ns);
+        let due = self.heap.peek()?.due_ns;
+        let play = due.saturating_add(delay_ns);
         let (offset, late) = offset_in_block(play, block.start_ns, block.ns_per_sample, block.n)?;
         if limit.is_some_and(|l| offset > l) {
             return None;
@@ -137,128 +259,5 @@ pub fn offset_in_block(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn offsets() {
-        let nps = 1e9 / 48_000.0;
-        let start = 1_000_000_000;
-        assert_eq!(offset_in_block(start, start, nps, 512), Some((0, false)));
-        assert_eq!(offset_in_block(start - 1, start, nps, 512), Some((0, true)));
-        assert_eq!(
-            offset_in_block(start + 20_834, start, nps, 512),
-            Some((1, false))
-        );
-        assert_eq!(
-            offset_in_block(start + (511.4 * nps) as u64, start, nps, 512),
-            Some((511, false))
-        );
-        assert_eq!(
-            offset_in_block(start + (511.6 * nps) as u64, start, nps, 512),
-            None
-        );
-    }
-
-    #[test]
-    fn pop_due_respects_block_limit_and_delay() {
-        let nps = 1e9 / 48_000.0;
-        let mut s = Schedule::with_capacity(8);
-        let start = 10_000_000_000u64;
-        let block = BlockSpan {
-            start_ns: start,
-            n: 512,
-            ns_per_sample: nps,
-            late_before_ns: start - 500,
-        };
-        s.insert(ev(start - 1000, 1)).unwrap(); // late
-        s.insert(ev(start + (100.0 * nps) as u64, 2)).unwrap();
-        s.insert(ev(start + (300.0 * nps) as u64, 3)).unwrap();
-        let delay = (50.0 * nps) as u64;
-        assert_eq!(
-            s.pop_due(&block, delay, None).map(|x| (x.0, x.2)),
-            Some((50, false))
-        );
-        assert_eq!(s.pop_due(&block, delay, Some(149)), None);
-        assert_eq!(s.pop_due(&block, delay, Some(150)).map(|x| x.0), Some(150));
-        assert_eq!(s.pop_due(&block, delay, None).map(|x| x.0), Some(350));
-        assert!(s.is_empty());
-        s.insert(ev(start - 1000, 4)).unwrap();
-        assert_eq!(
-            s.pop_due(&block, 0, None).map(|x| (x.0, x.2)),
-            Some((0, true))
-        );
-        // In the gap between the previous block's end and this start: offset 0, not late.
-        s.insert(ev(start - 100, 5)).unwrap();
-        assert_eq!(
-            s.pop_due(&block, 0, None).map(|x| (x.0, x.2)),
-            Some((0, false))
-        );
-    }
-    use crate::proto::event::MidiMessage;
-    use crate::proto::receiver::Item;
-
-    fn ev(due: u64, tag: u8) -> ScheduledEvent {
-        ScheduledEvent {
-            due_ns: due,
-            seq: tag as u64,
-            peer: tag,
-            gen: 1,
-            item: Item::Midi(MidiMessage::ProgramChange {
-                channel: 0,
-                program: tag,
-            }),
-        }
-    }
-
-    #[test]
-    fn sorted_and_stable() {
-        let mut s = Schedule::with_capacity(8);
-        for (d, t) in [(5, 0), (3, 1), (5, 2), (1, 3), (5, 4)] {
-            s.insert(ev(d, t)).unwrap();
-        }
-        let order: Vec<u8> = std::iter::from_fn(|| s.pop()).map(|e| e.peer).collect();
-        assert_eq!(order, vec![3, 1, 0, 2, 4]);
-        assert!(s.is_empty());
-    }
-
-    #[test]
-    fn full_hands_back_and_capacity_never_grows() {
-        let mut s = Schedule::with_capacity(4);
-        let cap = s.capacity();
-        for i in 0..cap {
-            s.insert(ev(i as u64, i as u8)).unwrap();
-        }
-        assert_eq!(s.insert(ev(99, 99)), Err(Full(ev(99, 99))));
-        assert_eq!(s.pop().unwrap().peer, 0);
-        // Room again after a pop (the played prefix is reclaimed).
-        s.insert(ev(99, 99)).unwrap();
-        assert_eq!(s.capacity(), cap);
-        assert_eq!(s.len(), cap);
-        s.clear();
-        assert!(s.peek().is_none());
-    }
-
-    #[test]
-    fn interleaved_insert_and_pop_matches_a_sorted_model() {
-        let mut s = Schedule::with_capacity(64);
-        let mut model: Vec<(u64, u8)> = Vec::new();
-        let mut x = 12345u64;
-        for step in 0..5000u32 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if !x.is_multiple_of(3) && model.len() < 64 {
-                let due = x % 1000;
-                let tag = (step % 251) as u8;
-                s.insert(ev(due, tag)).unwrap();
-                let pos = model.partition_point(|m| m.0 <= due);
-                model.insert(pos, (due, tag));
-            } else {
-                let got = s.pop().map(|e| (e.due_ns, e.peer));
-                let want = (!model.is_empty()).then(|| model.remove(0));
-                assert_eq!(got, want);
-            }
-        }
-    }
-}
+#[path = "schedule/tests.rs"]
+mod tests;
