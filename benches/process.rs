@@ -10,13 +10,15 @@
 //!   and "Align local input" on, so every block schedules its N events and plays the N events
 //!   scheduled 50 ms (4.7 blocks) earlier: its schedule holds about 4.7 N events;
 //! - `process/receiver_idle/0`: the Receiver with no input and "Align local input" off;
-//! - `process/receiver_flood/16`: `process/receiver/16` while another socket sends garbage to
-//!   the Receiver's port as fast as it can (half random bytes, half well-formed headers with a
-//!   forged seal), for the whole case (more than 10 s); the figures printed next to it say how
-//!   many datagrams were sent and the process's resident memory before and after;
+//! - `process/receiver_flood/16`: `process/receiver/16` while another thread sends garbage to
+//!   the Receiver's port from four sockets as fast as it can (every length up to 1,472 bytes;
+//!   half random bytes, half well-formed headers with a forged seal), for the whole case (more
+//!   than 10 s); the lines printed after it give the datagrams sent, the process's resident
+//!   memory sampled every 250 ms during the flood, and the ratio of its median block to
+//!   `process/receiver/16`'s;
 //! - `process/receiver_editor/16`: `process/receiver/16` while a thread draws the Receiver's
 //!   editor (the same code the plugin window runs, on the CPU rasterizer's input side: status
-//!   copy, layout, tessellation) 60 times a second.
+//!   copy, layout, tessellation) 60 times a second (and the same ratio is printed).
 //!
 //! The Receiver places its blocks on the wall clock (it reads the session clock at the start
 //! of every `process()` and maps the host's sample counter to it), and a host that calls it
@@ -27,6 +29,9 @@
 //! is at its steady state before anything is measured, and checks that the plugin really does
 //! what the case says (the Receiver's first output comes 50 ms late, the totals add up).
 //! The pass-through runs in exactly the same way, so the two are comparable.
+//!
+//! Group `schedule`: the Receiver's playout schedule alone, against a sorted ring (see
+//! [`schedule`]).
 //!
 //! Group `clock`: the pure estimators, through the library's Rust API (no plugin, no pacing):
 //! `clock/host_clock`: `HostClock::update`, once per block on the audio thread;
@@ -72,6 +77,8 @@ const BURST: u64 = 4;
 const WARMUP_BLOCKS: u64 = 200;
 /// Distinct input blocks, cycled (keys change from one to the next).
 const INPUT_VARIANTS: usize = 16;
+/// Sockets the flood sends from, in turn.
+const FLOOD_SOURCES: usize = 4;
 /// Samples per case: criterion's linear sampling then times 1 + 2 + ... + 40 = 820 blocks,
 /// which take 1,093 blocks (11.7 s) at real-time pace with the bursts' first blocks.
 const SAMPLES: usize = 40;
@@ -196,6 +203,8 @@ struct Rig {
     start: Instant,
     /// `process()` times of the first block of every burst (untimed by criterion).
     cold: Vec<Duration>,
+    /// `process()` times of the blocks criterion timed, for the ratios printed after a case.
+    warm: Vec<Duration>,
 }
 
 impl Rig {
@@ -246,6 +255,7 @@ impl Rig {
             emitted: 0,
             start: Instant::now(),
             cold: Vec::with_capacity(4096),
+            warm: Vec::with_capacity(4096),
         }
     }
 
@@ -269,7 +279,10 @@ impl Rig {
         loop {
             match self.step() {
                 (d, true) => self.cold.push(d),
-                (d, false) => return d,
+                (d, false) => {
+                    self.warm.push(d);
+                    return d;
+                }
             }
         }
     }
@@ -381,7 +394,7 @@ fn bench_case(
     n: u32,
     delayed: bool,
     mut make: impl FnMut() -> Rig,
-) {
+) -> Option<Duration> {
     let mut rig: Option<Rig> = None;
     group.bench_function(BenchmarkId::new(name, n), |b| {
         let rig = rig.get_or_insert_with(|| {
@@ -391,53 +404,73 @@ fn bench_case(
         });
         b.iter_custom(|iters| (0..iters).map(|_| rig.warm_block()).sum());
     });
-    if let Some(rig) = rig {
-        let mut cold = rig.cold.clone();
-        cold.sort();
-        if !cold.is_empty() {
-            let q = |p: f64| cold[((cold.len() - 1) as f64 * p).round() as usize];
-            eprintln!(
-                "process/{name}/{n}: first block of each burst (not in criterion's figure): \
-                 {} blocks, median {:?}, p90 {:?}, max {:?}",
-                cold.len(),
-                q(0.5),
-                q(0.9),
-                q(1.0)
-            );
-        }
+    let rig = rig?;
+    let mut cold = rig.cold.clone();
+    cold.sort();
+    if !cold.is_empty() {
+        let q = |p: f64| cold[((cold.len() - 1) as f64 * p).round() as usize];
+        eprintln!(
+            "process/{name}/{n}: first block of each burst (not in criterion's figure): \
+             {} blocks, median {:?}, p90 {:?}, max {:?}",
+            cold.len(),
+            q(0.5),
+            q(0.9),
+            q(1.0)
+        );
     }
+    let mut warm = rig.warm.clone();
+    warm.sort();
+    warm.get(warm.len() / 2).copied()
 }
 
-/// Sends garbage to `port` on 127.0.0.1 as fast as one thread can until `stop`; returns the
-/// number of datagrams sent.
-fn flood(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+/// What a flood did: datagrams sent, and the process's resident memory sampled every 250 ms
+/// while it ran (KiB).
+struct FloodReport {
+    /// Datagrams sent.
+    sent: u64,
+    /// Resident memory samples, in time order.
+    rss_kib: Vec<u64>,
+}
+
+/// Sends garbage to `port` on 127.0.0.1 as fast as one thread can until `stop`, from
+/// [`FLOOD_SOURCES`] sockets in turn, every length from a bare header to the largest datagram
+/// the Receiver reads (1,472 bytes); half of them well-formed headers with the sealed flag and
+/// a forged tag, which reach the authentication, the most expensive rejection.
+fn flood(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<FloodReport> {
     std::thread::spawn(move || {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let socks: Vec<UdpSocket> = (0..FLOOD_SOURCES)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
+            .collect();
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut buf = [0u8; 300];
+        let mut buf = [0u8; 1472];
         let mut sent = 0u64;
+        let mut rss = Vec::new();
+        let mut next_sample = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            for b in buf.iter_mut() {
+            for b in buf.iter_mut().step_by(7) {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
                 *b = x as u8;
             }
             if sent.is_multiple_of(2) {
-                // A well-formed header with the sealed flag and a forged tag: it reaches the
-                // authentication, the most expensive rejection.
                 buf[..4].copy_from_slice(b"UMID");
                 buf[4] = 2;
                 buf[5] = 1;
                 buf[6] = 1;
                 buf[7] = 0;
             }
-            let len = 24 + (x % 270) as usize;
+            let len = 24 + (x % (1472 - 24 + 1)) as usize;
+            let sock = &socks[sent as usize % socks.len()];
             if sock.send_to(&buf[..len], ("127.0.0.1", port)).is_ok() {
                 sent += 1;
             }
+            if sent.is_multiple_of(1024) && Instant::now() >= next_sample {
+                rss.push(rss_kib());
+                next_sample += Duration::from_millis(250);
+            }
         }
-        sent
+        FloodReport { sent, rss_kib: rss }
     })
 }
 
@@ -480,6 +513,17 @@ fn editor_load(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     })
 }
 
+/// Prints the ratio of a case's median block (from the blocks criterion timed) to that of
+/// `process/receiver/16`, measured in the same run.
+fn ratio(name: &str, case: Option<Duration>, receiver_16: Option<Duration>) {
+    if let (Some(a), Some(b)) = (case, receiver_16) {
+        eprintln!(
+            "process/{name}: median block {a:?} against {b:?} for process/receiver/16: {:.2}x",
+            a.as_secs_f64() / b.as_secs_f64()
+        );
+    }
+}
+
 /// Group `process`.
 fn process(c: &mut Criterion) {
     let mut group = c.benchmark_group("process");
@@ -496,11 +540,15 @@ fn process(c: &mut Criterion) {
     for n in EVENT_COUNTS {
         bench_case(&mut group, "thru", n, false, || Rig::new(THRU_ID, None, n));
     }
+    let mut receiver_16 = None;
     for n in EVENT_COUNTS {
-        bench_case(&mut group, "receiver", n, true, || {
+        let median = bench_case(&mut group, "receiver", n, true, || {
             let state = receiver_state(free_udp_port(), true);
             Rig::new(RECEIVER_ID, Some(&state), n)
         });
+        if n == 16 {
+            receiver_16 = median;
+        }
     }
     bench_case(&mut group, "receiver_idle", 0, false, || {
         let state = receiver_state(free_udp_port(), false);
@@ -510,8 +558,7 @@ fn process(c: &mut Criterion) {
     // Under a flood of garbage.
     let stop = Arc::new(AtomicBool::new(false));
     let mut flooder = None;
-    let rss_before = rss_kib();
-    bench_case(&mut group, "receiver_flood", 16, true, || {
+    let flooded = bench_case(&mut group, "receiver_flood", 16, true, || {
         let port = free_udp_port();
         let state = receiver_state(port, true);
         let rig = Rig::new(RECEIVER_ID, Some(&state), 16);
@@ -521,20 +568,29 @@ fn process(c: &mut Criterion) {
     stop.store(true, Ordering::Relaxed);
     if let Some((h, t0)) = flooder {
         let secs = t0.elapsed().as_secs_f64();
-        let sent = h.join().unwrap_or(0);
+        let report = h.join().expect("flood thread");
+        // Memory after the first 2 s (the Receiver's warm-up and the flood's own buffers).
+        let settled = report.rss_kib.get(8..).unwrap_or_default();
+        let (lo, hi) = (
+            settled.iter().min().copied().unwrap_or(0),
+            settled.iter().max().copied().unwrap_or(0),
+        );
         eprintln!(
-            "process/receiver_flood/16: {sent} garbage datagrams in {secs:.1} s ({:.0}/s); \
-             resident memory {} KiB before, {} KiB after",
-            sent as f64 / secs,
-            rss_before,
-            rss_kib()
+            "process/receiver_flood/16: {} garbage datagrams in {secs:.1} s ({:.0}/s) from {} \
+             sockets; resident memory from 2 s on: {lo} to {hi} KiB over {} samples (+{} KiB)",
+            report.sent,
+            report.sent as f64 / secs,
+            FLOOD_SOURCES,
+            settled.len(),
+            hi.saturating_sub(lo)
         );
     }
+    ratio("receiver_flood/16", flooded, receiver_16);
 
     // With the editor open.
     let stop = Arc::new(AtomicBool::new(false));
     let mut drawer = None;
-    bench_case(&mut group, "receiver_editor", 16, true, || {
+    let drawn = bench_case(&mut group, "receiver_editor", 16, true, || {
         let state = receiver_state(free_udp_port(), true);
         let rig = Rig::new(RECEIVER_ID, Some(&state), 16);
         drawer = Some((editor_load(stop.clone()), Instant::now()));
@@ -547,6 +603,90 @@ fn process(c: &mut Criterion) {
             "process/receiver_editor/16: {frames} editor frames drawn in {:.1} s",
             t0.elapsed().as_secs_f64()
         );
+    }
+    ratio("receiver_editor/16", drawn, receiver_16);
+    group.finish();
+}
+
+/// Group `schedule`: the Receiver's playout schedule on its own (pure, no plugin, no pacing),
+/// in the steady state of three peers whose paths take 5, 40 and 120 ms, each playing an
+/// event every 2 ms, with a 130 ms delay: about 3 x 65 = 200 items waiting, or 10 times as
+/// many events per peer (`x10`, 2,000 waiting). Their events arrive in the order the network
+/// delivers them, so most inserts land in the middle of the queue. One iteration inserts one
+/// arrival and pops what has fallen due.
+/// - `schedule/heap/*`: the schedule the Receiver uses (`proto::schedule::Schedule`);
+/// - `schedule/sorted_ring/*`: the baseline, a ring of the items themselves kept sorted by
+///   insertion (`VecDeque::insert`), which moves every later item on each insert.
+fn schedule(c: &mut Criterion) {
+    use std::collections::VecDeque;
+    use udp_midi::proto::event::MidiMessage;
+    use udp_midi::proto::receiver::{Item, ScheduledEvent};
+    use udp_midi::proto::schedule::Schedule;
+    const PATHS_NS: [u64; 3] = [5_000_000, 40_000_000, 120_000_000];
+    const DELAY_NS: u64 = 130_000_000;
+    let item = |due_ns: u64, peer: u8, seq: u64| ScheduledEvent {
+        due_ns,
+        seq,
+        peer,
+        gen: 1,
+        item: Item::Midi(MidiMessage::ControlChange {
+            channel: 0,
+            cc: 1,
+            value: 0.5,
+        }),
+    };
+    // Arrivals in arrival order: (arrival time, due time, peer).
+    let arrivals = |spacing_ns: u64, count: usize| {
+        let mut v: Vec<(u64, u64, u8)> = (0..count as u64)
+            .flat_map(|i| {
+                PATHS_NS
+                    .iter()
+                    .enumerate()
+                    .map(move |(p, path)| (i * spacing_ns + path, i * spacing_ns, p as u8))
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    // Arrival `i`, the list repeated as many times as criterion needs, later each lap.
+    let at = |arr: &[(u64, u64, u8)], i: usize, spacing: u64| {
+        let lap = (i / arr.len()) as u64 * (arr.len() as u64 / 3 + 1) * spacing;
+        let (now, due, peer) = arr[i % arr.len()];
+        (now + lap, due + lap, peer)
+    };
+    let mut group = c.benchmark_group("schedule");
+    for (name, spacing) in [("x1", 2_000_000u64), ("x10", 200_000)] {
+        let arr = arrivals(spacing, 200_000);
+        group.bench_function(BenchmarkId::new("heap", name), |b| {
+            let mut s = Schedule::with_limits(8192, 0, 8192);
+            let mut i = 0usize;
+            b.iter(|| {
+                let (now, due, peer) = at(&arr, i, spacing);
+                let _ = s.insert(item(due, peer, i as u64));
+                while s.peek().is_some_and(|e| e.due_ns + DELAY_NS <= now) {
+                    black_box(s.pop());
+                }
+                i += 1;
+            });
+        });
+        group.bench_function(BenchmarkId::new("sorted_ring", name), |b| {
+            let mut s: VecDeque<ScheduledEvent> = VecDeque::with_capacity(8192);
+            let mut i = 0usize;
+            b.iter(|| {
+                let (now, due, peer) = at(&arr, i, spacing);
+                let ev = item(due, peer, i as u64);
+                if s.back().is_none_or(|b| b.due_ns <= due) {
+                    s.push_back(ev);
+                } else {
+                    let pos = s.partition_point(|e| e.due_ns <= due);
+                    s.insert(pos, ev);
+                }
+                while s.front().is_some_and(|e| e.due_ns + DELAY_NS <= now) {
+                    black_box(s.pop_front());
+                }
+                i += 1;
+            });
+        });
     }
     group.finish();
 }
@@ -593,6 +733,6 @@ fn clock(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = process, clock
+    targets = process, schedule, clock
 }
 criterion_main!(benches);
