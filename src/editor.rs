@@ -11,8 +11,8 @@
 //! - [`fields`]: what typed addresses, ports, room codes and names must look like;
 //! - [`widgets`] and [`graph`]: colours, small widgets, the latency history graph;
 //! - [`receiver`] and [`sender`]: the two editors' frames, drawn from a snapshot;
-//! - [`headless`] and [`demo`]: a windowless context and a made-up three-player session, for
-//!   the screenshots, the tests and the benchmark.
+//! - `headless` and `demo` (feature `testkit`): a windowless context and a made-up
+//!   three-player session, for the screenshots, the tests and the benchmark.
 
 pub mod fields;
 pub mod format;
@@ -22,9 +22,11 @@ pub mod sender;
 pub mod view;
 pub mod widgets;
 
-#[doc(hidden)]
+// Test helpers, compiled for the tests, benchmarks and examples only (feature `testkit`, which
+// `cargo test` and `cargo bench` turn on): never in the bundles.
+#[cfg(any(test, feature = "testkit"))]
 pub mod demo;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod headless;
 
 use crate::status::{Commands, Published, ReceiverStatus, SenderStatus};

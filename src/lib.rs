@@ -32,7 +32,8 @@ pub mod net;
 pub mod proto;
 pub mod settings;
 pub mod status;
-#[doc(hidden)]
+/// Test helpers; compiled for the tests, benchmarks and examples only (feature `testkit`).
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod timing;
 
