@@ -166,7 +166,11 @@ impl Plugin for Sender {
     }
 
     fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
-        editor::sender_editor(self.params.clone(), self.status.clone())
+        editor::sender_editor(
+            self.params.clone(),
+            self.status.clone(),
+            self.shared.clone(),
+        )
     }
 
     fn activate(
