@@ -2,6 +2,7 @@
 //! waiting for a condition, running a test alone in a child process; free ports, and what the
 //! process holds (threads, UDP sockets).
 
+use std::collections::BTreeSet;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -76,6 +77,68 @@ pub fn udp_port_bound(port: u16) -> bool {
             })
         })
     })
+}
+
+/// The UDP sockets of `/proc/net/udp` and `/proc/net/udp6`: (local port, inode) of each.
+fn udp_table() -> Vec<(u16, u64)> {
+    let mut v = Vec::new();
+    for f in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        // Columns: sl local_address rem_address st tx:rx tr:tm retrnsmt uid timeout inode ...
+        for l in text.lines().skip(1) {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let port = cols
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            let inode = cols.get(9).and_then(|i| i.parse().ok());
+            if let (Some(port), Some(inode)) = (port, inode) {
+                v.push((port, inode));
+            }
+        }
+    }
+    v
+}
+
+/// This process's open files that are sockets: the inodes of `/proc/self/fd/*` links
+/// `socket:[inode]`.
+fn socket_inodes() -> BTreeSet<u64> {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_str()?;
+            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
+/// This process's UDP sockets, by inode: its sockets that `/proc/net/udp{,6}` lists.
+pub fn udp_sockets() -> BTreeSet<u64> {
+    let ours = socket_inodes();
+    udp_table()
+        .into_iter()
+        .map(|(_, inode)| inode)
+        .filter(|i| ours.contains(i))
+        .collect()
+}
+
+/// The inode of this process's UDP socket bound to `port`, if it has one.
+pub fn udp_socket_on(port: u16) -> Option<u64> {
+    let ours = socket_inodes();
+    udp_table()
+        .into_iter()
+        .find(|&(p, inode)| p == port && ours.contains(&inode))
+        .map(|(_, inode)| inode)
+}
+
+/// Number of this process's open file descriptors (entries of `/proc/self/fd`).
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
 }
 
 /// Waits up to `timeout` for `cond`, polling every millisecond; returns whether it held.
