@@ -63,6 +63,7 @@ const DENSE: u64 = 160;
 
 /// A scripted performance: events at absolute sample times, in play order.
 struct Performance {
+    /// (absolute sample time, message), in time order; events on one sample in play order.
     events: Vec<(u64, MidiMsg)>,
 }
 
