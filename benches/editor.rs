@@ -1,19 +1,23 @@
 //! What an open editor costs, run with `cargo bench --bench editor`.
 //!
-//! One frame, as the plugin window does it 20 times per second while open: copy the status
-//! snapshot out of its `Published` slot, build the whole UI with egui, and tessellate it into
-//! the triangles the OpenGL painter uploads. The GPU's drawing is not included (there is none
+//! One frame, as the plugin window does it 20 times per second while open (more while the
+//! Sender's MIDI light is on): take the latest status snapshot from its `Published` slot (an
+//! `Arc`, nothing copied), build the whole UI with egui, and tessellate it into the triangles
+//! the OpenGL painter uploads. The GPU's drawing is not included (there is none
 //! here); it is a few thousand triangles.
 //!
 //! - `editor/receiver/3`: the Receiver with the made-up session of three players and a minute
 //!   of history, at 1 and 2 pixels per point (`ppp1`, `ppp2`);
 //! - `editor/receiver/32`: the same with the peer table full (32 players, all in the graph);
-//! - `editor/sender`: the Sender, connected, with MIDI going out (the light blinking).
+//! - `editor/sender`: the Sender, connected, with MIDI going out (the light on, fed by the
+//!   audio thread's count of queued events, which goes up every frame).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::hint::black_box;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
+use udp_midi::bridge::SenderShared;
 use udp_midi::editor::headless::Headless;
 use udp_midi::editor::{demo, receiver, sender, ReceiverEditor, SenderEditor};
 use udp_midi::proto::peers::MAX_PEERS;
@@ -75,14 +79,13 @@ fn bench(c: &mut Criterion) {
     let params = Arc::new(SenderParams::default());
     params.settings.set(demo::sender_settings());
     let published = Arc::new(Published::default());
-    let mut status = demo::sender_status();
-    published.publish(&status);
-    let mut editor = SenderEditor::new(params, published.clone());
+    published.publish(&demo::sender_status());
+    let shared = Arc::new(SenderShared::default());
+    let mut editor = SenderEditor::new(params, published, shared.clone());
     let mut h = Headless::new(sender::SIZE, 1.0);
     g.bench_function("sender", |b| {
         b.iter(|| {
-            status.events_sent += 1;
-            published.publish(&status);
+            shared.events_queued.fetch_add(1, Relaxed);
             let mut out = h.frame(|ui, setter| editor.draw(ui, setter));
             black_box(h.tessellate(&mut out))
         })

@@ -6,8 +6,10 @@
 use nice_plug::context::gui::GuiContext;
 use nice_plug::editor::EditorHandle;
 use nice_plug::prelude::Editor;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
+use udp_midi::bridge::SenderShared;
 use udp_midi::editor::headless::Recorder;
 use udp_midi::editor::{demo, receiver_editor, sender_editor};
 use udp_midi::status::{Commands, Published};
@@ -39,18 +41,20 @@ fn main() {
             let params = Arc::new(SenderParams::default());
             params.settings.set(demo::sender_settings());
             let status = Arc::new(Published::default());
-            let publisher = status.clone();
-            // Some MIDI goes out now and then, so the light blinks.
+            let shared = Arc::new(SenderShared::default());
+            let (publisher, audio) = (status.clone(), shared.clone());
+            // Some MIDI is played now and then, so the light blinks, and sent.
             std::thread::spawn(move || {
                 let mut s = demo::sender_status();
                 loop {
+                    audio.events_queued.fetch_add(2, Relaxed);
                     s.events_sent += 2;
                     s.datagrams_sent += 1;
                     publisher.publish(&s);
                     std::thread::sleep(Duration::from_millis(400));
                 }
             });
-            run(sender_editor(params, status).expect("an editor"));
+            run(sender_editor(params, status, shared).expect("an editor"));
         }
         other => eprintln!("usage: editor_window [receiver|sender] (not {other:?})"),
     }

@@ -1,7 +1,8 @@
 //! The editors (GUI), drawn with egui through `nice-plug-egui`.
 //!
 //! Each editor reads the session snapshot its plugin's network thread publishes
-//! ([`crate::status::Published`]) once per frame, writes settings
+//! ([`crate::status::Published`], lock-free) once per frame, and the Sender's also reads the
+//! audio thread's live counters ([`crate::bridge::SenderShared`], atomics); it writes settings
 //! ([`crate::settings::Settings`]) when a text field holds a valid new value, sets parameters
 //! through the host, and sends commands (kick, panic) through a bounded queue. It never
 //! touches the audio thread, and nothing in the session depends on it: closing and reopening
@@ -11,8 +12,8 @@
 //! - [`fields`]: what typed addresses, ports, room codes and names must look like;
 //! - [`widgets`] and [`graph`]: colours, small widgets, the latency history graph;
 //! - [`receiver`] and [`sender`]: the two editors' frames, drawn from a snapshot;
-//! - [`headless`] and [`demo`]: a windowless context and a made-up three-player session, for
-//!   the screenshots, the tests and the benchmark.
+//! - `headless` and `demo` (feature `testkit`): a windowless context and a made-up
+//!   three-player session, for the screenshots, the tests and the benchmark.
 
 pub mod fields;
 pub mod format;
@@ -22,11 +23,14 @@ pub mod sender;
 pub mod view;
 pub mod widgets;
 
-#[doc(hidden)]
+// Test helpers, compiled for the tests, benchmarks and examples only (feature `testkit`, which
+// `cargo test` and `cargo bench` turn on): never in the bundles.
+#[cfg(any(test, feature = "testkit"))]
 pub mod demo;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod headless;
 
+use crate::bridge::SenderShared;
 use crate::status::{Commands, Published, ReceiverStatus, SenderStatus};
 use crate::{ReceiverParams, SenderParams};
 use nice_plug::context::gui::GuiContext;
@@ -40,7 +44,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How often an open editor redraws to show fresh numbers (the network thread publishes a
-/// few times per second; the MIDI light wants a little more).
+/// few times per second, [`crate::status::PUBLISH_EVERY_NS`]; the MIDI light, which reads the
+/// audio thread's count every frame, wants more).
 pub const REFRESH: Duration = Duration::from_millis(50);
 
 /// Fills the window: background and margins, then `add`.
@@ -55,6 +60,17 @@ fn page(ui: &mut egui::Ui, add: impl FnOnce(&mut egui::Ui)) {
             ui.spacing_mut().item_spacing.y = 6.0;
             add(ui)
         });
+}
+
+/// [`page`], scrolling when the window is too small for what it shows. `add` gets the height
+/// of the page that is seen, points.
+fn scrolling_page(ui: &mut egui::Ui, add: impl FnOnce(&mut egui::Ui, f32)) {
+    page(ui, |ui| {
+        let seen = ui.available_height();
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, false])
+            .show(ui, |ui| add(ui, seen));
+    });
 }
 
 /// The Receiver's editor as nice-plug runs it: the shared handles and the GUI-thread state.
@@ -89,10 +105,10 @@ impl ReceiverEditor {
 
     /// Draws one frame from the latest snapshot.
     pub fn draw(&mut self, ui: &mut egui::Ui, setter: &ParamSetter) {
-        let status = self.status.read();
-        page(ui, |ui| {
+        let status = self.status.load();
+        scrolling_page(ui, |ui, height| {
             self.ui
-                .ui(ui, &status, &self.params, setter, &self.commands)
+                .ui(ui, height, &status, &self.params, setter, &self.commands)
         });
         ui.ctx().request_repaint_after(REFRESH);
     }
@@ -129,6 +145,9 @@ pub struct SenderEditor {
     params: Arc<SenderParams>,
     /// Snapshot published by the network thread; read once per frame (GUI thread).
     status: Arc<Published<SenderStatus>>,
+    /// Counters the audio and network threads keep in atomics; the editor reads the queued
+    /// and dropped events every frame (GUI thread, loads only).
+    shared: Arc<SenderShared>,
     /// Text fields and the MIDI light (GUI thread only).
     ui: sender::SenderUi,
     /// The host's side of parameter changes; set when the window opens.
@@ -137,20 +156,38 @@ pub struct SenderEditor {
 
 impl SenderEditor {
     /// An editor over the plugin's shared handles.
-    pub fn new(params: Arc<SenderParams>, status: Arc<Published<SenderStatus>>) -> Self {
+    pub fn new(
+        params: Arc<SenderParams>,
+        status: Arc<Published<SenderStatus>>,
+        shared: Arc<SenderShared>,
+    ) -> Self {
         Self {
             params,
             status,
+            shared,
             ui: sender::SenderUi::default(),
             gui: None,
         }
     }
 
-    /// Draws one frame from the latest snapshot.
+    /// Draws one frame from the latest snapshot and the live counters. While the MIDI light is
+    /// on, the next frame comes when it must go off, if that is sooner than [`REFRESH`].
     pub fn draw(&mut self, ui: &mut egui::Ui, setter: &ParamSetter) {
-        let status = self.status.read();
-        page(ui, |ui| self.ui.ui(ui, &status, &self.params, setter));
-        ui.ctx().request_repaint_after(REFRESH);
+        let status = self.status.load();
+        scrolling_page(ui, |ui, _| {
+            self.ui.ui(ui, &status, &self.shared, &self.params, setter)
+        });
+        let now = ui.input(|i| i.time);
+        let next = self
+            .ui
+            .midi_lit_for(now)
+            .map_or(REFRESH, |s| REFRESH.min(Duration::from_secs_f64(s)));
+        ui.ctx().request_repaint_after(next);
+    }
+
+    /// Whether the MIDI light was on in the last frame drawn.
+    pub fn midi_lit(&self) -> bool {
+        self.ui.midi_lit()
     }
 }
 
@@ -205,12 +242,13 @@ pub fn receiver_editor(
 pub fn sender_editor(
     params: Arc<SenderParams>,
     status: Arc<Published<SenderStatus>>,
+    shared: Arc<SenderShared>,
 ) -> Option<EguiEditor<SenderEditor>> {
     let (state, settings) = window("UDP MIDI Sender", sender::SIZE);
     create_egui_editor(
         state,
         RepaintNotifier::new(),
         settings,
-        SenderEditor::new(params, status),
+        SenderEditor::new(params, status, shared),
     )
 }

@@ -32,7 +32,8 @@ pub mod net;
 pub mod proto;
 pub mod settings;
 pub mod status;
-#[doc(hidden)]
+/// Test helpers; compiled for the tests, benchmarks and examples only (feature `testkit`).
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod timing;
 
@@ -74,6 +75,18 @@ pub(crate) const AUDIO_IO_LAYOUTS: &[AudioIOLayout] = &[
         names: PortNames::const_default(),
     },
 ];
+
+/// Whether an activation with `config` may keep what the previous one set up: its network
+/// thread still runs, its audio state is there, and the whole configuration is the same
+/// (sample rate, buffer sizes, realtime or offline: the audio state is built for all of them).
+fn reusable(
+    net: Option<&NetThread>,
+    has_audio: bool,
+    previous: Option<BufferConfig>,
+    config: &BufferConfig,
+) -> bool {
+    net.is_some_and(NetThread::is_running) && has_audio && previous == Some(*config)
+}
 
 // ----------------------------------------------------------------------------------------------
 // Sender
@@ -118,8 +131,9 @@ pub struct Sender {
     /// The network thread. `Some` while active; started in `initialize()`, stopped in
     /// `deactivate()` and on drop (main thread).
     net: Option<NetThread>,
-    /// Sample rate the current activation was set up for.
-    sample_rate: f32,
+    /// The configuration the current activation was set up for (main thread): an activation
+    /// with the very same one keeps the running thread and queues.
+    config: Option<BufferConfig>,
 }
 
 impl Default for Sender {
@@ -130,7 +144,7 @@ impl Default for Sender {
             status: Arc::default(),
             audio: None,
             net: None,
-            sample_rate: 0.0,
+            config: None,
         }
     }
 }
@@ -165,7 +179,11 @@ impl Plugin for Sender {
     }
 
     fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
-        editor::sender_editor(self.params.clone(), self.status.clone())
+        editor::sender_editor(
+            self.params.clone(),
+            self.status.clone(),
+            self.shared.clone(),
+        )
     }
 
     fn activate(
@@ -175,10 +193,7 @@ impl Plugin for Sender {
         _context: &mut impl ActivateContext<Self>,
     ) -> bool {
         // Hosts call this again and again; keep a running thread when nothing changed.
-        if self.net.as_ref().is_some_and(NetThread::is_running)
-            && self.audio.is_some()
-            && self.sample_rate == config.sample_rate
-        {
+        if reusable(self.net.as_ref(), self.audio.is_some(), self.config, config) {
             return true;
         }
         self.stop();
@@ -197,7 +212,7 @@ impl Plugin for Sender {
         }
         let offline = config.process_mode == ProcessMode::Offline;
         self.audio = Some(SenderAudio::new(producer, config.sample_rate, offline));
-        self.sample_rate = config.sample_rate;
+        self.config = Some(*config);
         true
     }
 
@@ -367,8 +382,9 @@ pub struct Receiver {
     /// The network thread. `Some` while active; started in `initialize()`, stopped in
     /// `deactivate()` and on drop (main thread).
     net: Option<NetThread>,
-    /// Sample rate the current activation was set up for.
-    sample_rate: f32,
+    /// The configuration the current activation was set up for (main thread): an activation
+    /// with the very same one keeps the running thread and queues.
+    config: Option<BufferConfig>,
     /// What is sounding at the output, parked here between activations (so the next one can
     /// end it). Allocated in `default()` (about 600 KB), moved into and out of `audio`.
     voices: Option<audio::voices::Voices>,
@@ -383,7 +399,7 @@ impl Default for Receiver {
             commands: Arc::default(),
             audio: None,
             net: None,
-            sample_rate: 0.0,
+            config: None,
             voices: Some(audio::voices::Voices::new()),
         }
     }
@@ -435,10 +451,7 @@ impl Plugin for Receiver {
         config: &BufferConfig,
         _context: &mut impl ActivateContext<Self>,
     ) -> bool {
-        if self.net.as_ref().is_some_and(NetThread::is_running)
-            && self.audio.is_some()
-            && self.sample_rate == config.sample_rate
-        {
+        if reusable(self.net.as_ref(), self.audio.is_some(), self.config, config) {
             return true;
         }
         self.stop();
@@ -465,7 +478,7 @@ impl Plugin for Receiver {
             voices,
             panic_seen,
         ));
-        self.sample_rate = config.sample_rate;
+        self.config = Some(*config);
         true
     }
 
@@ -541,3 +554,53 @@ nice_export_vst3!(Sender, Receiver);
 nice_export_clap!(Sender, Receiver, baseline::Thru);
 #[cfg(feature = "baseline")]
 nice_export_vst3!(Sender, Receiver, baseline::Thru);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An activation keeps the running thread only for the very same configuration.
+    #[test]
+    fn only_the_same_whole_configuration_is_reused() {
+        let mut net = NetThread::spawn("test", |stop| async move { stop.notified().await })
+            .expect("a thread");
+        let base = BufferConfig {
+            sample_rate: 48_000.0,
+            min_buffer_size: Some(1),
+            max_buffer_size: 512,
+            process_mode: ProcessMode::Realtime,
+        };
+        assert!(reusable(Some(&net), true, Some(base), &base));
+        for other in [
+            BufferConfig {
+                sample_rate: 44_100.0,
+                ..base
+            },
+            BufferConfig {
+                max_buffer_size: 1024,
+                ..base
+            },
+            BufferConfig {
+                min_buffer_size: None,
+                ..base
+            },
+            BufferConfig {
+                process_mode: ProcessMode::Offline,
+                ..base
+            },
+        ] {
+            assert!(!reusable(Some(&net), true, Some(base), &other), "{other:?}");
+        }
+        assert!(
+            !reusable(Some(&net), false, Some(base), &base),
+            "no audio state"
+        );
+        assert!(!reusable(Some(&net), true, None, &base), "never activated");
+        assert!(!reusable(None, true, Some(base), &base), "no thread");
+        net.stop();
+        assert!(
+            !reusable(Some(&net), true, Some(base), &base),
+            "thread stopped"
+        );
+    }
+}

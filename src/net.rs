@@ -12,8 +12,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use tokio::sync::Notify;
 
+/// How long stopping a network thread waits for its runtime's blocking work (a DNS lookup)
+/// after the loop has returned; see [`NetThread::spawn`].
+pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// A running network thread. Stopping it (explicitly or by drop) wakes it, waits for it to
-/// finish its goodbyes and joins it, so no thread or socket outlives the plugin instance.
+/// finish its goodbyes and joins it, so no socket outlives the plugin instance, and no thread
+/// either, but for a DNS lookup that hangs (see [`NetThread::spawn`]).
 #[derive(Debug)]
 pub struct NetThread {
     /// Wakes the thread's loop to make it exit.
@@ -24,7 +29,8 @@ pub struct NetThread {
 
 impl NetThread {
     /// Starts `body` on a new thread named `name`, inside a current-thread tokio runtime.
-    /// `body` must return once the `Notify` it is given fires.
+    /// `body` must return once the `Notify` it is given fires. Stopping then takes the time
+    /// `body` needs to return, plus at most [`SHUTDOWN_WAIT`] for a DNS lookup in progress.
     pub fn spawn<F, Fut>(name: &str, body: F) -> std::io::Result<Self>
     where
         F: FnOnce(Arc<Notify>) -> Fut + Send + 'static,
@@ -47,8 +53,18 @@ impl NetThread {
                     }
                 };
                 rt.block_on(body(thread_stop));
-                // Dropping the runtime here closes every socket and joins DNS helper threads.
-                rt.shutdown_timeout(std::time::Duration::from_millis(200));
+                // Shutting the runtime down drops every task, closing every socket, and waits
+                // for its blocking-pool threads for at most `SHUTDOWN_WAIT`. The only blocking
+                // work is a Sender's DNS lookup (`tokio::net::lookup_host`, `getaddrinfo` on a
+                // pool thread), which cannot be cancelled: if one hangs (a name server that does
+                // not answer), `stop()` still returns within `SHUTDOWN_WAIT`, and that one pool
+                // thread is left to finish the lookup on its own and exit. It holds only the
+                // host name, the resolver's socket to its name server, and an answer nobody
+                // reads any more; `getaddrinfo` gives up
+                // after the resolver's own timeout (glibc: 5 s per try, 2 tries, per name server,
+                // `resolv.conf(5)`). While it runs, glibc keeps the plugin library loaded (its
+                // thread-local destructors are pending, `__cxa_thread_atexit_impl`).
+                rt.shutdown_timeout(SHUTDOWN_WAIT);
             })?;
         Ok(Self {
             stop,
@@ -75,5 +91,42 @@ impl NetThread {
 impl Drop for NetThread {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A blocking task that hangs (as `getaddrinfo` does with a name server that does not
+    /// answer) delays stopping by at most [`SHUTDOWN_WAIT`].
+    #[test]
+    fn stopping_waits_at_most_shutdown_wait_for_a_hanging_lookup() {
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let mut t = NetThread::spawn("test net", move |stop| async move {
+            let _lookup = tokio::task::spawn_blocking(move || {
+                let _ = started_tx.send(());
+                std::thread::sleep(Duration::from_secs(2));
+            });
+            stop.notified().await;
+        })
+        .expect("a thread");
+        started_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the blocking task started");
+        let t0 = Instant::now();
+        t.stop();
+        let took = t0.elapsed();
+        println!("stop with a hanging blocking task took {took:?}");
+        assert!(
+            took >= SHUTDOWN_WAIT.mul_f64(0.9),
+            "stop did not wait for the blocking task at all: {took:?}"
+        );
+        assert!(
+            took < SHUTDOWN_WAIT + Duration::from_millis(500),
+            "stop waited {took:?} for a blocking task"
+        );
+        assert!(!t.is_running());
     }
 }

@@ -1,51 +1,85 @@
 //! What the editors show: a snapshot of the session, published by the network thread and read
 //! by the editor (GUI thread), and the commands the editor sends back.
 //!
-//! The audio thread never touches any of this. The network thread publishes a fresh snapshot a
-//! few times per second with [`Published::publish`], which only ever *tries* the lock: if the
-//! editor happens to be copying the previous snapshot, this one is skipped and the next one
-//! goes out. The editor copies the snapshot out with [`Published::read`] once per frame.
-//! Neither side can make the other wait for more than a copy, and closing or opening the
-//! editor changes nothing in the session.
+//! The audio thread never touches any of this. Nothing here takes a lock, so neither side can
+//! ever make the other wait:
+//!
+//! - [`Published`] holds the latest snapshot behind an atomically swapped `Arc` (the
+//!   `arc-swap` crate): the network thread builds a fresh copy a few times per second
+//!   ([`PUBLISH_EVERY_NS`]) and swaps it in with [`Published::publish`] (it may allocate; it is
+//!   not the audio thread); the editor takes the latest with [`Published::load`] once per frame,
+//!   which copies nothing. A reader still holding an older snapshot keeps it alive, and whoever
+//!   drops the last reference frees it. Both operations are lock-free (arc-swap's
+//!   `docs::performance`: readers wait-free in all but pathological cases, writers lock-free).
+//! - [`Commands`] are a bit per peer slot to kick and a panic counter, in atomics.
+//!
+//! Closing or opening the editor changes nothing in the session.
 
+use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::Arc;
 
-/// A value one thread publishes and another reads, never blocking the publisher.
-#[derive(Debug, Default)]
+/// How often the network threads publish a fresh snapshot for the editor, ns; the Receiver
+/// also adds a point to its history graph each time. (The network threads should take it from
+/// here: `net/receiver_thread.rs` and `net/sender_thread.rs` each still have a copy of it.)
+pub const PUBLISH_EVERY_NS: u64 = 250_000_000;
+
+/// How far back the Receiver's history graph goes, s.
+pub const HISTORY_S: u64 = 60;
+
+/// Points kept in the history graph: one per publish for [`HISTORY_S`].
+pub const HISTORY_LEN: usize = (HISTORY_S * 1_000_000_000 / PUBLISH_EVERY_NS) as usize;
+
+/// A value one thread publishes and others read, with no lock on either side.
+#[derive(Debug)]
 pub struct Published<T> {
-    /// The latest snapshot.
-    value: Mutex<T>,
-    /// Bumped on every successful publish.
+    /// The latest snapshot. Swapped whole by the publisher (network thread), loaded by readers
+    /// (the editor on the GUI thread, tests).
+    value: ArcSwap<T>,
+    /// Bumped after every publish (network thread), read by anyone who wants to know whether
+    /// something new came.
     generation: AtomicU64,
 }
 
-impl<T: Clone> Published<T> {
-    /// Replaces the snapshot unless a reader holds it right now (then this one is dropped and
-    /// `false` returned). Never waits.
-    pub fn publish(&self, v: &T) -> bool {
-        match self.value.try_lock() {
-            Ok(mut g) => {
-                g.clone_from(v);
-                self.generation.fetch_add(1, Ordering::Release);
-                true
-            }
-            Err(_) => false,
+impl<T: Default> Default for Published<T> {
+    fn default() -> Self {
+        Self {
+            value: ArcSwap::from_pointee(T::default()),
+            generation: AtomicU64::new(0),
         }
     }
+}
 
-    /// A copy of the latest snapshot.
-    pub fn read(&self) -> T {
-        match self.value.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+impl<T> Published<T> {
+    /// Replaces the snapshot with `v`, moved in. Never waits for a reader: one that still
+    /// holds the previous snapshot keeps it until it lets go.
+    pub fn publish_owned(&self, v: T) {
+        self.value.store(Arc::new(v));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The latest snapshot, shared, not copied: what the editor draws a frame from.
+    pub fn load(&self) -> Arc<T> {
+        self.value.load_full()
     }
 
     /// Changes whenever a snapshot is published.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+}
+
+impl<T: Clone> Published<T> {
+    /// Replaces the snapshot with a copy of `v` (the copy allocates: call it from the network
+    /// thread, never from the audio thread). Never waits for a reader.
+    pub fn publish(&self, v: &T) {
+        self.publish_owned(v.clone());
+    }
+
+    /// A copy of the latest snapshot (see [`Published::load`] to avoid the copy).
+    pub fn read(&self) -> T {
+        T::clone(&self.value.load())
     }
 }
 
@@ -146,9 +180,6 @@ pub struct HistoryPoint {
     pub p99_ms: [f32; crate::proto::peers::MAX_PEERS],
 }
 
-/// Points kept in the history graph: one every 250 ms for a minute.
-pub const HISTORY_LEN: usize = 240;
-
 /// The Receiver's session, for its editor.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ReceiverStatus {
@@ -229,35 +260,52 @@ pub enum Command {
     Panic,
 }
 
-/// Commands from the editor, waiting for the network thread. Bounded: a click-happy user
-/// cannot grow it past [`Commands::CAPACITY`].
+/// Commands from the editor, waiting for the network thread: which peer slots to kick and
+/// whether to end every note, in atomics. A command given again before the network thread took
+/// the first one is the same command (a slot is kicked once, notes end once), so nothing grows
+/// however often the user clicks.
 #[derive(Debug, Default)]
 pub struct Commands {
-    /// Waiting commands.
-    queue: Mutex<Vec<Command>>,
+    /// Bit `s` set: kick slot `s`. Set by the GUI thread, taken (swapped to 0) by the network
+    /// thread.
+    kicks: AtomicU64,
+    /// Panic requests not yet taken. Incremented by the GUI thread, taken (swapped to 0) by
+    /// the network thread.
+    panics: AtomicU64,
 }
 
-impl Commands {
-    /// Most commands waiting.
-    pub const CAPACITY: usize = 64;
+// One bit per slot.
+const _: () = assert!(crate::proto::peers::MAX_PEERS <= 64);
 
-    /// Queues a command (GUI thread). Returns `false` when the queue is full.
+impl Commands {
+    /// Most commands [`Commands::drain_into`] hands over at once: a kick per slot and a panic.
+    pub const CAPACITY: usize = crate::proto::peers::MAX_PEERS + 1;
+
+    /// Queues a command (GUI thread). Returns `false` for a slot no peer can have.
     pub fn push(&self, c: Command) -> bool {
-        let mut q = match self.queue.lock() {
-            Ok(q) => q,
-            Err(p) => p.into_inner(),
-        };
-        if q.len() >= Self::CAPACITY {
-            return false;
+        match c {
+            Command::Kick(slot) if (slot as usize) < crate::proto::peers::MAX_PEERS => {
+                self.kicks.fetch_or(1 << slot, Ordering::AcqRel);
+                true
+            }
+            Command::Kick(_) => false,
+            Command::Panic => {
+                self.panics.fetch_add(1, Ordering::AcqRel);
+                true
+            }
         }
-        q.push(c);
-        true
     }
 
-    /// Takes the waiting commands (network thread), without waiting if the GUI holds the lock.
+    /// Takes the waiting commands (network thread): the panic first, then the kicks by slot.
     pub fn drain_into(&self, out: &mut Vec<Command>) {
-        if let Ok(mut q) = self.queue.try_lock() {
-            out.append(&mut q);
+        if self.panics.swap(0, Ordering::AcqRel) > 0 {
+            out.push(Command::Panic);
+        }
+        let mut kicks = self.kicks.swap(0, Ordering::AcqRel);
+        while kicks != 0 {
+            let slot = kicks.trailing_zeros();
+            out.push(Command::Kick(slot as u8));
+            kicks &= kicks - 1;
         }
     }
 }
@@ -265,32 +313,87 @@ impl Commands {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicBool;
 
     #[test]
-    fn publish_skips_when_held_and_read_copies() {
+    fn publish_replaces_and_readers_keep_what_they_hold() {
         let p = Published::<Vec<u32>>::default();
-        assert!(p.publish(&vec![1, 2]));
+        assert!(p.read().is_empty());
         let g0 = p.generation();
-        {
-            let _held = p.value.lock().unwrap();
-            assert!(!p.publish(&vec![3]), "never waits for the reader");
-        }
-        assert_eq!(p.read(), vec![1, 2]);
-        assert!(p.publish(&vec![3]));
+        p.publish(&vec![1, 2]);
+        let held = p.load();
+        p.publish(&vec![3]);
+        assert_eq!(
+            *held,
+            vec![1, 2],
+            "a reader's snapshot is never changed under it"
+        );
         assert_eq!(p.read(), vec![3]);
-        assert!(p.generation() > g0);
+        assert_eq!(p.generation(), g0 + 2);
+    }
+
+    /// A reader that holds every snapshot it loads for a while cannot stall the publisher, and
+    /// every snapshot it sees is one that was published whole.
+    #[test]
+    fn publisher_and_reader_never_wait_for_each_other() {
+        let p = Arc::new(Published::<Vec<u64>>::default());
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (p, done) = (p.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut seen = 0u64;
+                let mut last = 0;
+                while !done.load(Ordering::Acquire) {
+                    let s = p.load();
+                    // Every snapshot is n % 64 + 1 copies of n, as published.
+                    if let Some(&n) = s.first() {
+                        assert!(s.len() as u64 == n % 64 + 1 && s.iter().all(|&v| v == n));
+                        assert!(n >= last, "snapshots come in order");
+                        last = n;
+                        seen += 1;
+                    }
+                }
+                seen
+            })
+        };
+        for n in 1..=20_000u64 {
+            p.publish_owned(vec![n; (n % 64) as usize + 1]);
+        }
+        done.store(true, Ordering::Release);
+        let seen = reader.join().unwrap();
+        assert!(seen > 0, "the reader saw snapshots");
     }
 
     #[test]
-    fn commands_are_bounded() {
+    fn commands_coalesce_and_are_bounded() {
         let c = Commands::default();
-        for _ in 0..Commands::CAPACITY {
-            assert!(c.push(Command::Panic));
-        }
-        assert!(!c.push(Command::Kick(1)));
         let mut out = Vec::new();
         c.drain_into(&mut out);
-        assert_eq!(out.len(), Commands::CAPACITY);
+        assert!(out.is_empty());
+        for _ in 0..100 {
+            assert!(c.push(Command::Panic));
+            assert!(c.push(Command::Kick(3)));
+        }
+        assert!(c.push(Command::Kick(0)));
+        assert!(c.push(Command::Kick(31)));
+        assert!(!c.push(Command::Kick(32)), "no peer has slot 32");
+        c.drain_into(&mut out);
+        assert_eq!(
+            out,
+            vec![
+                Command::Panic,
+                Command::Kick(0),
+                Command::Kick(3),
+                Command::Kick(31)
+            ]
+        );
+        out.clear();
+        c.drain_into(&mut out);
+        assert!(out.is_empty(), "taken once");
+        for s in 0..crate::proto::peers::MAX_PEERS as u8 {
+            c.push(Command::Kick(s));
+        }
+        c.push(Command::Panic);
         c.drain_into(&mut out);
         assert_eq!(out.len(), Commands::CAPACITY);
     }

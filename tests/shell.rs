@@ -1,8 +1,10 @@
 //! The network shells with real sockets and a real NTP server, below the plugin wrappers:
 //! NTP through chrony on loopback, the direct clock exchange between a Sender's and a
-//! Receiver's network threads, and the Receiver's defences against forged, damaged, replayed
-//! and wrong-key datagrams.
+//! Receiver's network threads, the Receiver's defences against forged, damaged, replayed
+//! and wrong-key datagrams, and a Receiver on a port another program holds.
 
+#[path = "shell/busy_port.rs"]
+mod busy_port;
 #[path = "shell/chrony.rs"]
 mod chrony;
 #[path = "shell/exchange.rs"]

@@ -76,6 +76,18 @@ pub fn age(ns: u64) -> String {
     }
 }
 
+/// How often something repeats, in words: `every second`, `every 2 s`, `every 0.5 s`.
+pub fn every(period_ns: u64) -> String {
+    let s = period_ns as f64 / 1e9;
+    if period_ns == 1_000_000_000 {
+        "every second".into()
+    } else if (s - s.round()).abs() < 1e-9 {
+        format!("every {s:.0} s")
+    } else {
+        format!("every {s} s")
+    }
+}
+
 /// A count with thin groups of thousands: `1 234 567`.
 pub fn count(n: u64) -> String {
     let digits = n.to_string();
@@ -135,6 +147,9 @@ mod tests {
         assert_eq!(age(14_000_000_000), "14 s");
         assert_eq!(age(180_000_000_000), "3 min");
         assert_eq!(age(10_800_000_000_000), "3 h");
+        assert_eq!(every(1_000_000_000), "every second");
+        assert_eq!(every(2_000_000_000), "every 2 s");
+        assert_eq!(every(250_000_000), "every 0.25 s");
         assert_eq!(count(0), "0");
         assert_eq!(count(999), "999");
         assert_eq!(count(1_234_567), "1\u{2009}234\u{2009}567");

@@ -4,11 +4,21 @@
 
 use super::format;
 use super::widgets::{peer_color, FIELD, LINE, SMALL, TEXT, WEAK};
-use crate::status::{HistoryPoint, HISTORY_LEN};
+use crate::status::{HistoryPoint, HISTORY_LEN, PUBLISH_EVERY_NS};
 use egui::{Align2, Color32, CornerRadius, FontId, Pos2, Rect, Sense, Shape, Stroke, Ui, Vec2};
 
-/// Seconds shown: one point every 250 ms.
-pub const WINDOW_S: f32 = HISTORY_LEN as f32 * 0.25;
+/// Seconds shown: the history's points, one per publish of the Receiver's status.
+pub const WINDOW_S: f32 = HISTORY_LEN as f32 * (PUBLISH_EVERY_NS as f32 / 1e9);
+
+/// The time axis' labels: `(fraction of the width, text, anchor)`, from [`WINDOW_S`].
+pub fn time_labels() -> [(f32, String, Align2); 3] {
+    let ago = |s: f32| format!("\u{2212}{s:.0} s");
+    [
+        (0.0, ago(WINDOW_S), Align2::LEFT_TOP),
+        (0.5, ago(WINDOW_S / 2.0), Align2::CENTER_TOP),
+        (1.0, "now".to_string(), Align2::RIGHT_TOP),
+    ]
+}
 
 /// A round top for the value axis and the spacing of its grid lines: the step is 1, 2 or 5
 /// times a power of ten, with at most five steps up to the top, and the top leaves a little
@@ -82,7 +92,7 @@ pub fn history(ui: &mut Ui, size: Vec2, history: &[HistoryPoint], lines: &[Line]
     painter.rect_filled(outer, CornerRadius::same(4), FIELD);
     let small = FontId::proportional(SMALL - 1.0);
     let plot = Rect::from_min_max(
-        outer.min + Vec2::new(38.0, 20.0),
+        outer.min + Vec2::new(38.0, 26.0),
         outer.max - Vec2::new(10.0, 18.0),
     );
     let slots: Vec<u8> = lines.iter().map(|l| l.slot).collect();
@@ -120,11 +130,7 @@ pub fn history(ui: &mut Ui, size: Vec2, history: &[HistoryPoint], lines: &[Line]
         small.clone(),
         WEAK,
     );
-    for (frac, label, anchor) in [
-        (0.0, "−60 s", Align2::LEFT_TOP),
-        (0.5, "−30 s", Align2::CENTER_TOP),
-        (1.0, "now", Align2::RIGHT_TOP),
-    ] {
+    for (frac, label, anchor) in time_labels() {
         let x = plot.left() + frac * plot.width();
         painter.text(
             Pos2::new(x, plot.bottom() + 3.0),
@@ -201,6 +207,22 @@ pub fn history(ui: &mut Ui, size: Vec2, history: &[HistoryPoint], lines: &[Line]
 mod tests {
     use super::*;
     use crate::proto::peers::MAX_PEERS;
+
+    #[test]
+    fn the_time_axis_spans_the_history() {
+        // A minute of points, one per publish.
+        assert_eq!(WINDOW_S, crate::status::HISTORY_S as f32);
+        let labels = time_labels();
+        assert_eq!(
+            labels[0].1,
+            format!("\u{2212}{} s", crate::status::HISTORY_S)
+        );
+        assert_eq!(
+            labels[1].1,
+            format!("\u{2212}{} s", crate::status::HISTORY_S / 2)
+        );
+        assert_eq!(labels[2].1, "now");
+    }
 
     #[test]
     fn scales_are_round_and_cover_the_data() {

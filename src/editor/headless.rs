@@ -237,6 +237,77 @@ pub fn texts(out: &FullOutput) -> Vec<String> {
     v
 }
 
+/// Where texts are painted in a frame: each non-blank text with its rectangle, cut to what is
+/// visible of it (its clip rectangle and the window, `screen`); texts not visible at all (a
+/// scrolled-away row) are left out.
+pub fn visible_texts(out: &FullOutput, screen: Rect) -> Vec<(String, Rect)> {
+    fn walk(shape: &Shape, clip: Rect, v: &mut Vec<(String, Rect)>) {
+        match shape {
+            Shape::Text(t) if !t.galley.text().trim().is_empty() => {
+                let r = t.galley.rect.translate(t.pos.to_vec2()).intersect(clip);
+                if r.is_positive() {
+                    v.push((t.galley.text().to_string(), r));
+                }
+            }
+            Shape::Vec(s) => s.iter().for_each(|s| walk(s, clip, v)),
+            _ => {}
+        }
+    }
+    let mut v = Vec::new();
+    for s in &out.shapes {
+        walk(&s.shape, s.clip_rect.intersect(screen), &mut v);
+    }
+    v
+}
+
+/// Pairs of texts painted over each other: their visible rectangles overlap by more than
+/// `tolerance` points both ways. (A text's rectangle is its whole line height, so the lines of
+/// tightly stacked rows touch: a small tolerance, a point or so, lets them.)
+pub fn overlapping_texts(out: &FullOutput, screen: Rect, tolerance: f32) -> Vec<(String, String)> {
+    let texts = visible_texts(out, screen);
+    let mut v = Vec::new();
+    for (i, (a, ra)) in texts.iter().enumerate() {
+        for (b, rb) in &texts[i + 1..] {
+            let o = ra.intersect(*rb);
+            if o.width() > tolerance && o.height() > tolerance {
+                v.push((a.clone(), b.clone()));
+            }
+        }
+    }
+    v
+}
+
+/// Shapes of any kind that are cut: not inside their clip rectangle or not inside the window
+/// (`screen`), by more than `tolerance` points (anti-aliasing and strokes on an edge). Each is
+/// described in words, with its rectangle, for the test's message.
+pub fn cut_shapes(out: &FullOutput, screen: Rect, tolerance: f32) -> Vec<String> {
+    fn walk(shape: &Shape, clip: Rect, tolerance: f32, v: &mut Vec<String>) {
+        match shape {
+            Shape::Vec(s) => s.iter().for_each(|s| walk(s, clip, tolerance, v)),
+            Shape::Noop => {}
+            s => {
+                let r = s.visual_bounding_rect();
+                if r.is_positive() && !clip.expand(tolerance).contains_rect(r) {
+                    let what = match s {
+                        Shape::Text(t) => format!("text {:?}", t.galley.text()),
+                        Shape::Rect(_) => "a rectangle".into(),
+                        Shape::Circle(_) => "a circle".into(),
+                        Shape::LineSegment { .. } | Shape::Path(_) => "a line".into(),
+                        Shape::Mesh(_) => "a mesh".into(),
+                        _ => "a shape".into(),
+                    };
+                    v.push(format!("{what} at {r:?}, clip {clip:?}"));
+                }
+            }
+        }
+    }
+    let mut v = Vec::new();
+    for s in &out.shapes {
+        walk(&s.shape, s.clip_rect.intersect(screen), tolerance, &mut v);
+    }
+    v
+}
+
 /// Texts that do not fit where they are painted: cut off by their clip rectangle or by the
 /// window (`screen`). Text elided with "…" on purpose fits and is not listed.
 pub fn clipped_texts(out: &FullOutput, screen: Rect) -> Vec<String> {

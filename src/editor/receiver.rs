@@ -10,19 +10,23 @@ use super::format;
 use super::graph;
 use super::view::{self, PeerRow, Tone};
 use super::widgets::{
-    self, field_errors, light, paint_cell, peer_color, rich, section, text_field, tone_color, BAD,
-    SMALL, TEXT, WARN, WEAK,
+    self, field_errors, paint_cell, peer_color, rich, section, status_line, text_field, tone_color,
+    BAD, SMALL, TEXT, WARN, WEAK,
 };
 use crate::proto::room::RoomCode;
 use crate::settings::{ReceiverSettings, Settings};
 use crate::status::{Command, Commands, ReceiverStatus};
 use crate::{AlignMode, ReceiverParams};
-use egui::{Align, Button, FontId, Layout, Rect, RichText, Sense, Ui, Vec2};
+use egui::{Align, Button, FontId, Label, Layout, Rect, RichText, Sense, Ui, Vec2};
 use nice_plug::prelude::{Param, ParamSetter};
 use nice_plug_egui::widgets::ParamSlider;
 
 /// Window size, points.
-pub const SIZE: Vec2 = Vec2::new(720.0, 520.0);
+pub const SIZE: Vec2 = Vec2::new(720.0, 560.0);
+
+/// Smallest and largest height of the history graph, points: it takes the height the rest of
+/// the editor leaves, and the page scrolls when even the smallest does not fit.
+pub const GRAPH_H: (f32, f32) = (110.0, 180.0);
 
 /// How long "Copied" shows after the copy button, s.
 const COPIED_S: f64 = 1.5;
@@ -78,24 +82,29 @@ fn set_param<P: Param>(setter: &ParamSetter, p: &P, v: P::Plain) {
 }
 
 impl ReceiverUi {
-    /// Draws one frame.
+    /// Draws one frame in a page `height` points tall: the graph takes what the rest leaves,
+    /// within [`GRAPH_H`].
     pub fn ui(
         &mut self,
         ui: &mut Ui,
+        height: f32,
         status: &ReceiverStatus,
         params: &ReceiverParams,
         setter: &ParamSetter,
         commands: &Commands,
     ) {
+        let top = ui.cursor().top();
         let settings = params.settings.get();
+        let rows = view::peer_rows(status, view::stale_after(params.timeout_ns()));
         self.header(ui, commands);
         self.room(ui, status, &params.settings, &settings);
         ui.add_space(2.0);
         delay(ui, status, params, setter);
         ui.add_space(2.0);
-        players(ui, status, commands);
+        players(ui, status, &rows, commands);
         ui.add_space(2.0);
-        bottom(ui, status);
+        let left = height - (ui.cursor().top() - top);
+        bottom(ui, status, &rows, left.clamp(GRAPH_H.0, GRAPH_H.1));
     }
 
     /// Title and the panic button.
@@ -196,35 +205,35 @@ impl ReceiverUi {
                 );
             }
             ui.horizontal(|ui| {
-                let l = view::listen(&status.listen, settings.port);
-                light(ui, true, tone_color(l.tone), 10.0);
-                ui.label(rich(&l));
-                ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
-                    let n = view::ntp(status.ntp, &settings.ntp_server);
-                    ui.label(rich(&n).size(SMALL));
-                    if let Commit::Apply(v) = text_field(
-                        ui,
-                        "ntp",
-                        &mut self.ntp,
-                        112.0,
-                        "off",
-                        false,
-                        fields::ntp_server,
-                    ) {
-                        update(store, |s| s.ntp_server = v);
+                ui.label("Port");
+                let check = |s: &str| fields::port(s).map(|p| p.to_string());
+                if let Commit::Apply(v) =
+                    text_field(ui, "port", &mut self.port, 64.0, "47800", false, check)
+                {
+                    if let Ok(p) = v.parse() {
+                        update(store, |s| s.port = p);
                     }
-                    ui.label("NTP");
-                    let check = |s: &str| fields::port(s).map(|p| p.to_string());
-                    if let Commit::Apply(v) =
-                        text_field(ui, "port", &mut self.port, 56.0, "47800", false, check)
-                    {
-                        if let Ok(p) = v.parse() {
-                            update(store, |s| s.port = p);
-                        }
-                    }
-                    ui.label("Port");
-                });
+                }
+                ui.add_space(8.0);
+                ui.label("NTP");
+                if let Commit::Apply(v) = text_field(
+                    ui,
+                    "ntp",
+                    &mut self.ntp,
+                    148.0,
+                    "off",
+                    false,
+                    fields::ntp_server,
+                ) {
+                    update(store, |s| s.ntp_server = v);
+                }
+                let n = view::ntp(status.ntp, &settings.ntp_server);
+                ui.add(Label::new(rich(&n).size(SMALL)).wrap());
             });
+            // The socket's state has a row of its own: a busy port or an OS error takes words,
+            // wrapped to the window.
+            let l = view::listen(&status.listen, settings.port);
+            status_line(ui, &l, false);
             field_errors(
                 ui,
                 &[
@@ -247,25 +256,28 @@ fn delay(ui: &mut Ui, status: &ReceiverStatus, params: &ReceiverParams, setter: 
                 .on_hover_text(
                     "Every event plays this long after it was played, so all players line up.",
                 );
-            let parts = ui.label(RichText::new(format!("= {}", d.parts)).color(WEAK));
+            let parts =
+                ui.add(Label::new(RichText::new(format!("= {}", d.parts)).color(WEAK)).wrap());
             if let Some(who) = &d.slowest_name {
                 parts.on_hover_text(format!("The slowest player now: {who}."));
             }
-            if let Some(m) = &d.moving {
-                ui.label(RichText::new(format!("({m})")).color(WARN).size(SMALL));
-            }
-            if status.offline {
-                ui.label(
-                    RichText::new("(offline render: events pass through unaligned)")
-                        .color(WARN)
-                        .size(SMALL),
-                )
-                .on_hover_text(
-                    "The host renders faster than real time (a bounce): there is no wall clock \
-                     to align to, so remote events play as they come.",
-                );
-            }
         });
+        // What the delay is doing, when it says anything, on a line of its own (wrapped).
+        let mut notes: Vec<&str> = Vec::new();
+        if let Some(m) = &d.moving {
+            notes.push(m);
+        }
+        if status.offline {
+            notes.push("offline render: events pass through unaligned");
+        }
+        if !notes.is_empty() {
+            ui.add(Label::new(RichText::new(notes.join("; ")).color(WARN).size(SMALL)).wrap())
+                .on_hover_text(
+                    "The delay rises at once when a player gets slower and comes down only in \
+                     silences. An offline render (a bounce) runs faster than real time: there \
+                     is no wall clock to align to, so remote events play as they come.",
+                );
+        }
         ui.horizontal(|ui| {
             ui.label("Mode");
             let mode = params.mode.value();
@@ -313,10 +325,22 @@ fn delay(ui: &mut Ui, status: &ReceiverStatus, params: &ReceiverParams, setter: 
     });
 }
 
-/// The players table.
-fn players(ui: &mut Ui, status: &ReceiverStatus, commands: &Commands) {
-    let rows = view::peer_rows(status);
-    section(ui, &format!("PLAYERS ({})", rows.len()), |ui| {
+/// The players table, with what was received from them in the title line.
+fn players(ui: &mut Ui, status: &ReceiverStatus, rows: &[PeerRow], commands: &Commands) {
+    section(ui, "", |ui| {
+        ui.horizontal(|ui| {
+            let title = format!("PLAYERS ({})", rows.len());
+            ui.label(RichText::new(title).size(SMALL).color(WEAK).strong());
+            ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+                let counts = format!(
+                    "{} datagrams accepted · {} events, {} late",
+                    format::count(status.datagrams),
+                    format::count(status.events),
+                    format::count(status.late)
+                );
+                ui.label(RichText::new(counts).size(SMALL).color(WEAK));
+            });
+        });
         if rows.is_empty() {
             ui.label(
                 RichText::new(
@@ -332,7 +356,7 @@ fn players(ui: &mut Ui, status: &ReceiverStatus, commands: &Commands) {
             .max_height(ROW_H * ROWS_SHOWN)
             .auto_shrink([false, true])
             .show(ui, |ui| {
-                for r in &rows {
+                for r in rows {
                     table_row(ui, r, commands);
                 }
             });
@@ -476,11 +500,20 @@ fn table_row(ui: &mut Ui, r: &PeerRow, commands: &Commands) {
     }
 }
 
-/// The graph and the counters.
-fn bottom(ui: &mut Ui, status: &ReceiverStatus) {
-    let h = ui.available_height().clamp(90.0, 180.0);
+/// Rows of the rejected-datagram list that fit in a panel `h` points tall, with its title, its
+/// margins and the "and N more" line.
+fn rejected_rows_fitting(h: f32) -> usize {
+    const TITLE_AND_MARGINS: f32 = 16.0 + 20.0;
+    const ROW: f32 = SMALL + 6.0;
+    (((h - TITLE_AND_MARGINS) / ROW).floor() as usize)
+        .saturating_sub(1)
+        .max(1)
+}
+
+/// The graph and the rejected datagrams, `h` points tall.
+fn bottom(ui: &mut Ui, status: &ReceiverStatus, rows: &[PeerRow], h: f32) {
     ui.horizontal_top(|ui| {
-        let lines: Vec<graph::Line> = view::peer_rows(status)
+        let lines: Vec<graph::Line> = rows
             .iter()
             .map(|r| graph::Line {
                 slot: r.slot,
@@ -496,36 +529,33 @@ fn bottom(ui: &mut Ui, status: &ReceiverStatus) {
                 if rej.is_empty() {
                     ui.label(RichText::new("none").color(WEAK));
                 }
+                // As many reasons as the panel holds, most frequent first; the others on hover.
+                let shown = if rej.len() <= rejected_rows_fitting(h) + 1 {
+                    rej.len()
+                } else {
+                    rejected_rows_fitting(h)
+                };
                 egui::Grid::new("rejected")
                     .num_columns(2)
                     .spacing(Vec2::new(12.0, 2.0))
                     .show(ui, |ui| {
-                        for (label, n) in rej.iter().take(5) {
+                        for (label, n) in &rej[..shown] {
                             ui.label(RichText::new(*label).size(SMALL));
                             ui.label(RichText::new(n).size(SMALL).color(tone_color(Tone::Warn)));
                             ui.end_row();
                         }
                     });
-                if rej.len() > 5 {
-                    let rest: Vec<String> =
-                        rej[5..].iter().map(|(l, n)| format!("{l}: {n}")).collect();
+                if rej.len() > shown {
+                    let rest: Vec<String> = rej[shown..]
+                        .iter()
+                        .map(|(l, n)| format!("{l}: {n}"))
+                        .collect();
                     ui.label(
-                        RichText::new(format!("and {} more reasons", rej.len() - 5))
+                        RichText::new(format!("and {} more reasons", rej.len() - shown))
                             .size(SMALL)
                             .color(WEAK),
                     )
                     .on_hover_text(rest.join("\n"));
-                }
-                ui.add_space(4.0);
-                for line in [
-                    format!("Accepted {} datagrams", format::count(status.datagrams)),
-                    format!(
-                        "{} events, {} late",
-                        format::count(status.events),
-                        format::count(status.late)
-                    ),
-                ] {
-                    ui.label(RichText::new(line).size(SMALL).color(WEAK));
                 }
             });
         });

@@ -1,23 +1,27 @@
 //! The Sender's editor: where it sends (host, port, room code, name, NTP server), whether the
 //! Receiver answers, the round trip and the clock, and a light that blinks with the MIDI.
 //!
-//! [`SenderUi::ui`] draws one frame from a status snapshot, with no plugin host needed.
+//! [`SenderUi::ui`] draws one frame from a status snapshot and the Sender's live counters, with
+//! no plugin host needed.
 
 use super::fields::{self, Commit, Field};
 use super::format::{self, UNKNOWN};
 use super::view::{self, Activity};
 use super::widgets::{
-    self, field_errors, light, rich, section, text_field, tone_color, GOOD, SMALL, TEXT, WEAK,
+    self, field_errors, light, rich, section, status_line, text_field, GOOD, SMALL, TEXT, WEAK,
 };
+use crate::bridge::SenderShared;
 use crate::proto::sender::MAX_REDUNDANCY;
 use crate::settings::{SenderSettings, Settings};
 use crate::status::SenderStatus;
 use crate::SenderParams;
-use egui::{Align, Grid, Layout, RichText, Ui, Vec2};
+use egui::{Align, Grid, Label, Layout, RichText, Ui, Vec2};
 use nice_plug::prelude::ParamSetter;
+use std::sync::atomic::Ordering::Relaxed;
 
-/// Window size, points.
-pub const SIZE: Vec2 = Vec2::new(480.0, 360.0);
+/// Window size, points: room for the longest state (a hint under the link, the dropped events,
+/// a field's error) without scrolling; a window made smaller scrolls.
+pub const SIZE: Vec2 = Vec2::new(480.0, 440.0);
 
 /// Width of the text fields, points.
 const FIELD_W: f32 = 200.0;
@@ -36,7 +40,7 @@ pub struct SenderUi {
     name: Field,
     /// The NTP server field.
     ntp: Field,
-    /// The MIDI light.
+    /// The MIDI light, fed every frame with the audio thread's count of queued events.
     activity: Activity,
 }
 
@@ -48,16 +52,31 @@ fn update(settings: &Settings<SenderSettings>, f: impl FnOnce(&mut SenderSetting
 }
 
 impl SenderUi {
-    /// Draws one frame.
+    /// Whether the MIDI light is on, as of the last frame drawn.
+    pub fn midi_lit(&self) -> bool {
+        self.activity.lit()
+    }
+
+    /// How long until the MIDI light must go off, s, while it is on: the next frame is due
+    /// then at the latest.
+    pub fn midi_lit_for(&self, now_s: f64) -> Option<f64> {
+        self.activity.remaining(now_s)
+    }
+
+    /// Draws one frame. `shared` gives the audio thread's live counters: the MIDI light follows
+    /// the events it queues, frame by frame, not the snapshot's count of a quarter second ago.
     pub fn ui(
         &mut self,
         ui: &mut Ui,
         status: &SenderStatus,
+        shared: &SenderShared,
         params: &SenderParams,
         setter: &ParamSetter,
     ) {
         let now = ui.input(|i| i.time);
-        let lit = self.activity.update(status.events_sent, now);
+        let lit = self
+            .activity
+            .update(shared.events_queued.load(Relaxed), now);
         ui.horizontal(|ui| {
             ui.label(RichText::new("UDP MIDI Sender").heading().color(TEXT));
             ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
@@ -80,7 +99,12 @@ impl SenderUi {
         });
         self.destination(ui, &params.settings);
         ui.add_space(2.0);
-        connection(ui, status, &params.settings.get());
+        connection(
+            ui,
+            status,
+            shared.events_dropped.load(Relaxed),
+            &params.settings.get(),
+        );
     }
 
     /// The settings: where to send, as whom.
@@ -113,7 +137,7 @@ impl SenderUi {
                         ui.label("Port");
                         let check = |t: &str| fields::port(t).map(|p| p.to_string());
                         if let Commit::Apply(v) =
-                            text_field(ui, "port", &mut self.port, 56.0, "47800", false, check)
+                            text_field(ui, "port", &mut self.port, 64.0, "47800", false, check)
                         {
                             if let Ok(p) = v.parse() {
                                 update(store, |s| s.port = p);
@@ -190,16 +214,15 @@ impl SenderUi {
     }
 }
 
-/// The link to the Receiver, the clock, and the counters.
-fn connection(ui: &mut Ui, status: &SenderStatus, settings: &SenderSettings) {
+/// The link to the Receiver, the clock, and the counters. `queue_full` is the audio thread's
+/// live count of events its queue to the network thread could not take.
+fn connection(ui: &mut Ui, status: &SenderStatus, queue_full: u64, settings: &SenderSettings) {
     section(ui, "CONNECTION", |ui| {
         let (head, hint) = view::link(status);
-        ui.horizontal(|ui| {
-            light(ui, true, tone_color(head.tone), 10.0);
-            ui.label(rich(&head).strong());
-        });
+        // The headline wraps: a host that does not resolve comes with the system's words.
+        status_line(ui, &head, true);
         if let Some(h) = hint {
-            ui.label(RichText::new(h).size(SMALL).color(WEAK));
+            ui.add(Label::new(RichText::new(h).size(SMALL).color(WEAK)).wrap());
         }
         Grid::new("connection")
             .num_columns(2)
@@ -227,7 +250,7 @@ fn connection(ui: &mut Ui, status: &SenderStatus, settings: &SenderSettings) {
                 });
                 ui.end_row();
                 ui.label(RichText::new("NTP").color(WEAK));
-                ui.label(rich(&view::ntp(status.ntp, &settings.ntp_server)));
+                ui.add(Label::new(rich(&view::ntp(status.ntp, &settings.ntp_server))).wrap());
                 ui.end_row();
                 ui.label(RichText::new("Sent").color(WEAK));
                 ui.label(format!(
@@ -236,15 +259,9 @@ fn connection(ui: &mut Ui, status: &SenderStatus, settings: &SenderSettings) {
                     format::count(status.datagrams_sent)
                 ));
                 ui.end_row();
-                if status.events_dropped > 0 {
+                if let Some(d) = view::dropped(status.events_dropped, queue_full) {
                     ui.label(RichText::new("Dropped").color(WEAK));
-                    ui.label(
-                        RichText::new(format!(
-                            "{} events (the queue to the network was full)",
-                            format::count(status.events_dropped)
-                        ))
-                        .color(widgets::BAD),
-                    );
+                    ui.add(Label::new(rich(&d)).wrap());
                     ui.end_row();
                 }
             });

@@ -1,11 +1,12 @@
 //! From session snapshots to what the editors show: every text, and how alarming it is.
 //!
 //! Plain code with no egui in it, so each rule ("the slowest peer is highlighted", "a peer
-//! silent for 2 s is greyed out", "loss above 1 % is a warning") has a unit test. The drawing
-//! code in [`super::receiver`] and [`super::sender`] only lays these strings out and picks a
-//! colour for each [`Tone`].
+//! silent for half the timeout is greyed out", "loss above 1 % is a warning") has a unit test.
+//! The drawing code in [`super::receiver`] and [`super::sender`] only lays these strings out and
+//! picks a colour for each [`Tone`].
 
 use super::format::{self, UNKNOWN};
+use crate::net::receiver_thread::REBIND_EVERY_NS;
 use crate::status::{
     ClockSource, DelayStatus, LinkState, ListenState, PeerStatus, ReceiverStatus, SenderStatus,
 };
@@ -50,8 +51,12 @@ impl Cell {
     }
 }
 
-/// A peer silent for this long is shown greyed out, ns.
-pub const STALE_NS: u64 = 2_000_000_000;
+/// How long a silent peer is shown greyed out (stale) before it is forgotten: from half the
+/// silence timeout (the Receiver's "Silence timeout" parameter) on, so that with any timeout a
+/// peer that goes quiet is seen going stale for as long again before it leaves the table, ns.
+pub fn stale_after(timeout_ns: u64) -> u64 {
+    timeout_ns / 2
+}
 /// Loss or late share above this is a warning, percent.
 pub const WARN_PCT: f64 = 1.0;
 /// Loss or late share above this is bad, percent.
@@ -123,16 +128,16 @@ pub struct PeerRow {
     pub seen: Cell,
     /// It sets the playout delay.
     pub slowest: bool,
-    /// Silent for [`STALE_NS`] or more.
+    /// Silent for [`stale_after`] the timeout or more.
     pub stale: bool,
     /// Hover text for the clock cells.
     pub clock_hint: String,
 }
 
 impl PeerRow {
-    /// The row for one peer.
-    pub fn new(p: &PeerStatus) -> Self {
-        let stale = p.last_seen_ns >= STALE_NS;
+    /// The row for one peer; it is stale once silent for `stale_ns` ([`stale_after`]).
+    pub fn new(p: &PeerStatus, stale_ns: u64) -> Self {
+        let stale = p.last_seen_ns >= stale_ns;
         let quality = clock_quality(p.clock, p.clock_error_ns);
         let (offset, clock) = match p.clock {
             ClockSource::None => (
@@ -214,9 +219,9 @@ impl PeerRow {
     }
 }
 
-/// The peer table: one row per peer, by slot.
-pub fn peer_rows(s: &ReceiverStatus) -> Vec<PeerRow> {
-    let mut rows: Vec<PeerRow> = s.peers.iter().map(PeerRow::new).collect();
+/// The peer table: one row per peer, by slot; stale once silent for `stale_ns`.
+pub fn peer_rows(s: &ReceiverStatus, stale_ns: u64) -> Vec<PeerRow> {
+    let mut rows: Vec<PeerRow> = s.peers.iter().map(|p| PeerRow::new(p, stale_ns)).collect();
     rows.sort_by_key(|r| r.slot);
     rows
 }
@@ -294,7 +299,10 @@ pub fn listen(state: &ListenState, configured_port: u16) -> Cell {
         ),
         ListenState::Listening(p) => Cell::new(format!("Listening on UDP port {p}"), Tone::Good),
         ListenState::PortInUse(p) => Cell::new(
-            format!("Port {p} is in use by another program; retrying every second"),
+            format!(
+                "Port {p} is in use by another program; retrying {}",
+                format::every(REBIND_EVERY_NS)
+            ),
             Tone::Bad,
         ),
         ListenState::Error(e) => Cell::new(format!("Cannot listen: {e}; retrying"), Tone::Bad),
@@ -359,6 +367,8 @@ pub fn link(s: &SenderStatus) -> (Cell, Option<String>) {
             Some("Ask the host for the room code their Receiver shows.".into()),
         ),
         LinkState::Connected => (Cell::new(format!("Connected to {dest}"), Tone::Good), None),
+        // A state for "the room code is invalid: not sending" is to come from the network
+        // thread; it belongs here, as a `Tone::Bad` headline with a hint to fix the code.
     }
 }
 
@@ -384,13 +394,16 @@ pub fn sender_clock(s: &SenderStatus) -> (String, Cell) {
     }
 }
 
-/// The MIDI activity light: lit for a moment whenever the count of sent events grows.
+/// The MIDI activity light: lit for a moment whenever a count of events grows (the Sender's
+/// editor feeds it the audio thread's count of queued events, every frame).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Activity {
     /// The count seen last frame.
     last: Option<u64>,
     /// Lit until this time, s (the editor's clock).
     lit_until: f64,
+    /// Whether the last update left it lit.
+    on: bool,
 }
 
 impl Activity {
@@ -405,8 +418,43 @@ impl Activity {
             }
         }
         self.last = Some(count);
-        now_s < self.lit_until
+        self.on = now_s < self.lit_until;
+        self.on
     }
+
+    /// Whether the last [`Activity::update`] left the light on.
+    pub fn lit(&self) -> bool {
+        self.on
+    }
+
+    /// While lit, how long until the light goes off, s.
+    pub fn remaining(&self, now_s: f64) -> Option<f64> {
+        (self.on && now_s < self.lit_until).then_some(self.lit_until - now_s)
+    }
+}
+
+/// Events a Sender dropped unsent, in words, when there are any: `total` from the network
+/// thread's snapshot (every reason), `queue_full` the audio thread's live count of events its
+/// queue to the network thread could not take (one of those reasons).
+pub fn dropped(total: u64, queue_full: u64) -> Option<Cell> {
+    let total = total.max(queue_full);
+    if total == 0 {
+        return None;
+    }
+    let why = if queue_full == total {
+        "the queue from the audio thread was full".to_string()
+    } else if queue_full == 0 {
+        "too many waited for the Receiver".to_string()
+    } else {
+        format!(
+            "{} because the queue from the audio thread was full",
+            format::count(queue_full)
+        )
+    };
+    Some(Cell::new(
+        format!("{} events ({why})", format::count(total)),
+        Tone::Bad,
+    ))
 }
 
 #[cfg(test)]
@@ -414,10 +462,29 @@ mod tests {
     use super::*;
     use crate::editor::demo;
 
+    /// The Receiver's default silence timeout, ns.
+    const TIMEOUT_NS: u64 = 2_000_000_000;
+
+    #[test]
+    fn a_silent_peer_goes_stale_before_it_is_forgotten() {
+        let mut p = demo::receiver_status().peers[0].clone();
+        for timeout in [500_000_000, TIMEOUT_NS, 30_000_000_000] {
+            let stale = stale_after(timeout);
+            assert!(stale > 0 && stale < timeout, "{timeout}");
+            p.last_seen_ns = stale - 1;
+            assert!(!PeerRow::new(&p, stale).stale);
+            p.last_seen_ns = stale;
+            assert!(PeerRow::new(&p, stale).stale);
+            // Still in the table (not forgotten) and already shown stale.
+            p.last_seen_ns = timeout - 1;
+            assert!(PeerRow::new(&p, stale).stale);
+        }
+    }
+
     #[test]
     fn peer_rows_follow_the_status() {
         let s = demo::receiver_status();
-        let rows = peer_rows(&s);
+        let rows = peer_rows(&s, TIMEOUT_NS / 2);
         assert_eq!(rows.len(), 3);
         assert!(rows.windows(2).all(|w| w[0].slot < w[1].slot));
         let slowest: Vec<_> = rows.iter().filter(|r| r.slowest).collect();
@@ -436,8 +503,8 @@ mod tests {
         p.latency_p99_ns = None;
         p.clock = ClockSource::None;
         p.name = "  ".into();
-        p.last_seen_ns = STALE_NS + 1;
-        let r = PeerRow::new(&p);
+        p.last_seen_ns = stale_after(TIMEOUT_NS) + 1;
+        let r = PeerRow::new(&p, stale_after(TIMEOUT_NS));
         assert_eq!(r.p50.text, UNKNOWN);
         assert_eq!(r.p99.text, UNKNOWN);
         assert_eq!(r.offset.text, UNKNOWN);
@@ -461,7 +528,7 @@ mod tests {
         ] {
             p.loss_pct = pct;
             p.late_pct = pct;
-            let r = PeerRow::new(&p);
+            let r = PeerRow::new(&p, stale_after(TIMEOUT_NS));
             assert_eq!(r.loss.tone, tone, "{pct} %");
             assert_eq!(r.late.tone, tone, "{pct} %");
         }
@@ -529,6 +596,11 @@ mod tests {
         let busy = listen(&ListenState::PortInUse(47800), 47800);
         assert_eq!(busy.tone, Tone::Bad);
         assert!(busy.text.contains("in use"));
+        assert!(
+            busy.text.ends_with(&format::every(REBIND_EVERY_NS)),
+            "says how often it retries, as the network thread does: {}",
+            busy.text
+        );
         let err = listen(&ListenState::Error("permission denied".into()), 80);
         assert!(err.text.contains("permission denied"));
         assert_eq!(listen(&ListenState::Stopped, 1).tone, Tone::Weak);
@@ -584,8 +656,34 @@ mod tests {
         let mut a = Activity::default();
         assert!(!a.update(10, 0.0), "the first count only sets the baseline");
         assert!(!a.update(10, 0.1));
+        assert_eq!(a.remaining(0.1), None);
         assert!(a.update(11, 0.2));
+        assert!(a.lit());
+        let left = a.remaining(0.2).unwrap();
+        assert!((left - Activity::HOLD_S).abs() < 1e-9, "{left}");
         assert!(a.update(11, 0.3));
         assert!(!a.update(11, 0.2 + Activity::HOLD_S + 0.01));
+        assert!(!a.lit());
+    }
+
+    #[test]
+    fn dropped_events_say_why() {
+        assert_eq!(dropped(0, 0), None);
+        let d = dropped(12, 12).unwrap();
+        assert_eq!(
+            d.text,
+            "12 events (the queue from the audio thread was full)"
+        );
+        assert_eq!(d.tone, Tone::Bad);
+        assert_eq!(
+            dropped(7, 0).unwrap().text,
+            "7 events (too many waited for the Receiver)"
+        );
+        assert_eq!(
+            dropped(10, 4).unwrap().text,
+            "10 events (4 because the queue from the audio thread was full)"
+        );
+        // The live count can be ahead of the snapshot: never fewer in all than from the queue.
+        assert_eq!(dropped(3, 5).unwrap().text, dropped(5, 5).unwrap().text);
     }
 }

@@ -5,8 +5,8 @@ use super::fields::{Commit, Field};
 use super::view::{Cell, Tone};
 use egui::text::{LayoutJob, TextWrapping};
 use egui::{
-    Align2, Color32, CornerRadius, FontFamily, FontId, Margin, Painter, Pos2, Rect, Response,
-    RichText, Sense, Stroke, TextEdit, TextStyle, Ui, Vec2,
+    Align2, Color32, CornerRadius, FontFamily, FontId, Label, Margin, Painter, Pos2, Rect,
+    Response, RichText, Sense, Stroke, TextEdit, TextStyle, Ui, Vec2,
 };
 
 /// Window background.
@@ -123,19 +123,44 @@ pub fn section<R>(ui: &mut Ui, title: &str, add: impl FnOnce(&mut Ui) -> R) -> R
 /// A round light: lit in `color`, or dark.
 pub fn light(ui: &mut Ui, on: bool, color: Color32, diameter: f32) -> Response {
     let (rect, resp) = ui.allocate_exact_size(Vec2::splat(diameter), Sense::hover());
-    let c = rect.center();
-    let r = diameter / 2.0;
-    if on {
-        ui.painter()
-            .circle_filled(c, r + 2.0, color.gamma_multiply(0.25));
-        ui.painter().circle_filled(c, r, color);
-    } else {
-        ui.painter()
-            .circle_filled(c, r, Color32::from_rgb(0x30, 0x33, 0x3a));
-        ui.painter()
-            .circle_stroke(c, r, Stroke::new(1.0, Color32::from_rgb(0x48, 0x4d, 0x57)));
-    }
+    paint_light(ui.painter(), rect.center(), diameter / 2.0, on, color);
     resp
+}
+
+/// Paints a light of radius `r` at `c`.
+fn paint_light(painter: &Painter, c: Pos2, r: f32, on: bool, color: Color32) {
+    if on {
+        painter.circle_filled(c, r + 2.0, color.gamma_multiply(0.25));
+        painter.circle_filled(c, r, color);
+    } else {
+        painter.circle_filled(c, r, Color32::from_rgb(0x30, 0x33, 0x3a));
+        painter.circle_stroke(c, r, Stroke::new(1.0, Color32::from_rgb(0x48, 0x4d, 0x57)));
+    }
+}
+
+/// A status in words after a light of its tone: the text wraps to the width left, its lines
+/// after the light, so a long state (a busy port, an OS error, a host that does not resolve)
+/// never runs past the window.
+pub fn status_line(ui: &mut Ui, cell: &Cell, strong: bool) -> Response {
+    ui.horizontal_top(|ui| {
+        // The light sits on the middle of the first line of text.
+        let h = ui.text_style_height(&TextStyle::Body);
+        let (rect, _) = ui.allocate_exact_size(Vec2::new(10.0, h), Sense::hover());
+        paint_light(
+            ui.painter(),
+            rect.center(),
+            5.0,
+            true,
+            tone_color(cell.tone),
+        );
+        let text = if strong {
+            rich(cell).strong()
+        } else {
+            rich(cell)
+        };
+        ui.add(Label::new(text).wrap())
+    })
+    .inner
 }
 
 /// A text field bound to a setting. The caller has just run [`Field::sync`]. Returns what to

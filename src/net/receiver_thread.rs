@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 const HOUSEKEEPING: Duration = Duration::from_millis(5);
 
 /// How long to wait before trying a busy port again.
-const REBIND_EVERY_NS: u64 = 1_000_000_000;
+pub const REBIND_EVERY_NS: u64 = 1_000_000_000;
 
 /// How often the editor's snapshot is refreshed (and a history point added).
 const PUBLISH_EVERY_NS: u64 = 250_000_000;

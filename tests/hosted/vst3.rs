@@ -42,6 +42,10 @@ const VELOCITY_TOLERANCE: f32 = 1e-6;
 /// Blocks run before a Sender plays (about 0.2 s: it introduces itself to the Receiver), as in
 /// the CLAP loopback tests.
 const LEAD_IN_BLOCKS: u64 = 20;
+/// Blocks run before a Sender plays to a Receiver over the network (1.5 s), as in the CLAP
+/// loopback tests: the notes are played once the Sender has found the room code, joined, and
+/// its clock exchange has converged, not while a loaded machine may still be getting it there.
+const NETWORK_LEAD_IN_BLOCKS: u64 = 141;
 /// Blocks the Receiver keeps running after the last note was sent (about 0.5 s).
 const TAIL_BLOCKS: u64 = 47;
 /// Sanity bound on a delay or latency over loopback, samples (250 ms), as in the CLAP tests.
@@ -559,8 +563,8 @@ fn vst3_sender_to_receiver_over_loopback() {
     let state = sender_state("127.0.0.1", port, "vst3 loopback", None);
     let mut tx = Vst3Plugin::load(&mut host, &bundle, SENDER_CLASS, Some(&state));
 
-    let perf = performance(LEAD_IN_BLOCKS);
-    let blocks = LEAD_IN_BLOCKS + 8 + TAIL_BLOCKS;
+    let perf = performance(NETWORK_LEAD_IN_BLOCKS);
+    let blocks = NETWORK_LEAD_IN_BLOCKS + 8 + TAIL_BLOCKS;
     let pacer = Pacer::new(SAMPLE_RATE, BLOCK);
     let mut got = Vec::new();
     for b in 0..blocks {
