@@ -189,6 +189,9 @@ pub enum LinkState {
     NoReply,
     /// The Receiver refused us: the room code differs.
     Refused,
+    /// The room code set cannot be used (it does not parse, or no key could be derived from
+    /// it; the text says why): nothing is sent until it is corrected.
+    BadRoomCode(String),
     /// The Receiver answers.
     Connected,
 }

@@ -79,6 +79,11 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Self {
+        Self::start_room(false)
+    }
+
+    /// A Receiver in the room [`ROOM`], open to plain datagrams too when `open_room`.
+    fn start_room(open_room: bool) -> Self {
         let port = UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.local_addr())
             .expect("a free port")
@@ -88,7 +93,7 @@ impl Receiver {
             port,
             ntp_server: String::new(),
             room: ROOM.into(),
-            open_room: false,
+            open_room,
         });
         let shared = Arc::new(ReceiverShared::default());
         let (producer, queue) = bridge::receiver_queue();
@@ -528,7 +533,8 @@ fn every_attack_is_rejected_and_counted_by_reason() {
     report.push(("bit-flipped", flipped.len(), r));
 
     // Sealed under another room's key: well-formed datagrams of every Sender type.
-    let other = RoomKey::derive(&RoomCode::parse(OTHER_ROOM).expect("a valid code"));
+    let other =
+        RoomKey::derive(&RoomCode::parse(OTHER_ROOM).expect("a valid code")).expect("a key");
     let wrong_key: Vec<(Vec<u8>, RejectReason)> = (0..20u64)
         .flat_map(|i| crafted(0xbad_c0de + i, 0, Some(&other)))
         .map(|d| (d.as_bytes().to_vec(), RejectReason::AuthFailed))
@@ -597,4 +603,31 @@ fn every_attack_is_rejected_and_counted_by_reason() {
     for (what, n, counts) in &report {
         println!("  {what}: {n} sent -> {counts:?}");
     }
+}
+
+/// A Sender whose code was mistyped sends nothing at all, not even plain datagrams (which an
+/// open room would take), and says why.
+#[test]
+fn a_sender_with_a_mistyped_code_sends_nothing() {
+    let rx = Receiver::start_room(true);
+    let mut typo = Sender::start(rx.addr, "7QF2-M9KD-XW3C-T0Z");
+    assert!(
+        wait_for(|| matches!(typo.status.read().link, LinkState::BadRoomCode(_))),
+        "the Sender shows {:?}",
+        typo.status.read().link
+    );
+    typo.play(60);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        typo.shared.datagrams_sent.load(Relaxed),
+        0,
+        "datagrams sent"
+    );
+    assert_eq!(rx.shared.datagrams.load(Relaxed), 0, "datagrams accepted");
+    assert_eq!(rx.rejected().iter().sum::<u64>(), 0, "datagrams rejected");
+    assert_eq!(typo.shared.state(), NetState::Error);
+    println!(
+        "mistyped room code: the Sender shows {:?} and sent nothing",
+        typo.status.read().link
+    );
 }
