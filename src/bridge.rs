@@ -6,7 +6,7 @@
 //! the audio thread.
 
 use crate::proto::event::TimedMessage;
-use crate::proto::receiver::{ScheduledEvent, REJECT_REASONS};
+use crate::proto::receiver::{ScheduledEvent, EVENT_DROPS, REJECT_REASONS};
 use crate::proto::sender::ClockStatus;
 use crate::proto::wire::ClockSource;
 use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, AtomicU8, Ordering::Relaxed};
@@ -134,8 +134,12 @@ pub struct ReceiverShared {
     pub datagrams: AtomicU64,
     /// Events handed to the audio thread.
     pub events: AtomicU64,
-    /// Rejected datagrams by reason (index: `RejectReason as usize`).
+    /// Rejected datagrams by reason (index: `RejectReason as usize`). Written by the network
+    /// thread.
     pub rejected: [AtomicU64; REJECT_REASONS],
+    /// Events of accepted datagrams the network thread did not hand on, by reason (index:
+    /// `EventDrop as usize`). Written by the network thread.
+    pub events_dropped: [AtomicU64; EVENT_DROPS],
     /// Events the audio thread played after their time (at offset 0 of a later block).
     pub late: AtomicU64,
     /// Items the stuck-note guard dropped as stale (older than what it already played).

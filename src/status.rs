@@ -162,6 +162,9 @@ pub struct ReceiverStatus {
     pub history: Vec<HistoryPoint>,
     /// Rejected datagrams by reason: `(label, count)`, every reason listed.
     pub rejected: Vec<(&'static str, u64)>,
+    /// Events of accepted datagrams that were not played, by reason: `(label, count)`, every
+    /// reason listed (a full queue to the audio thread, an origin time outside the window).
+    pub events_dropped: Vec<(&'static str, u64)>,
     /// Datagrams accepted.
     pub datagrams: u64,
     /// Events handed to the audio thread.

@@ -410,9 +410,6 @@ impl Run {
         let after = *self.core.stats();
         for reason in RejectReason::ALL {
             let i = reason as usize;
-            if reason == RejectReason::QueueFull {
-                continue;
-            }
             let expected = match r {
                 Err(e) if RejectReason::from(e) == reason => 1,
                 _ => 0,

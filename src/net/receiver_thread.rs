@@ -5,10 +5,11 @@
 use super::{clock, ntp, room_file};
 use crate::bridge::{NetState, ReceiverShared};
 use crate::proto::receiver::{
-    push_history, NtpOffset, PeerEvent, ReceiverConfig, ReceiverCore, RejectReason, ScheduledEvent,
+    push_history, EventDrop, NtpOffset, PeerEvent, ReceiverConfig, ReceiverCore, RejectReason,
+    ScheduledEvent,
 };
 use crate::proto::room::RoomCode;
-use crate::proto::seal::RoomKey;
+use crate::proto::seal::{KeyError, RoomKey};
 use crate::settings::ReceiverSettings;
 use crate::status::{Command, Commands, ListenState, Published, ReceiverStatus};
 use crate::ReceiverParams;
@@ -338,6 +339,9 @@ impl ReceiverThread {
             .store(core.playout_delay(), Relaxed);
         for r in RejectReason::ALL {
             self.shared.rejected[r as usize].store(s.rejected[r as usize], Relaxed);
+        }
+        for r in EventDrop::ALL {
+            self.shared.events_dropped[r as usize].store(s.dropped[r as usize], Relaxed);
         }
     }
 }

@@ -269,6 +269,23 @@ impl MidiMessage {
         }
     }
 
+    /// Whether this message ends something a peer may have left sounding: a note-off (or a
+    /// velocity-0 note-on), the sustain pedal released, All Sound Off or All Notes Off. Such
+    /// messages keep places of their own in the queues, so that a full queue never leaves a
+    /// note hanging.
+    pub fn ends_something(&self) -> bool {
+        match *self {
+            Self::NoteOff { .. } => true,
+            Self::NoteOn { velocity, .. } => velocity <= 0.0,
+            Self::ControlChange { cc, value, .. } => {
+                (cc == super::state::CC_SUSTAIN && !super::state::pedal_down(value))
+                    || cc == 120
+                    || cc == super::state::CC_ALL_NOTES_OFF
+            }
+            _ => false,
+        }
+    }
+
     /// Checks the ranges MIDI 1.0 allows (channel `0..16`, key, CC and program `0..128`, values
     /// finite and in `[0, 1]`). The decoder uses this so that no out-of-range value from the
     /// network ever reaches the host.

@@ -20,7 +20,7 @@
 use super::event::{MidiMessage, TimedMessage};
 use super::limit::TokenBucket;
 use super::peers::{ClockBasis, Peer, PeerTable, DEFAULT_PEER_TIMEOUT_NS, MAX_PEERS};
-pub use super::reject::{Reject, RejectReason, REJECT_REASONS};
+pub use super::reject::{EventDrop, Reject, RejectReason, EVENT_DROPS, REJECT_REASONS};
 use super::replay::Verdict;
 use super::seal::RoomKey;
 use super::seen::Seen;
@@ -33,9 +33,15 @@ use crate::timing::playout::{PlayoutDelay, PlayoutMode};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-/// Most items waiting for the network thread to hand them to the audio thread. Past it the
-/// newest are dropped and counted.
+/// Most items waiting for the network thread to hand them to the audio thread (when the
+/// audio thread does not take them: a stalled or stopped host). Past it the newest are
+/// dropped and counted; the last places are kept for what ends notes (see [`END_RESERVE`]),
+/// and [`MAX_PEERS`] of them for the ends of departed peers.
 pub const MAX_PENDING: usize = 4096;
+/// Places of the queue to the audio thread that only items ending notes may take (note-offs,
+/// pedal up, snapshots): a queue full of note-ons must still take the note-offs that end
+/// them. 512 is more than all the keys of four channels.
+pub const END_RESERVE: usize = 512;
 /// Most replies waiting to be sent; past it requests are not answered (a flood of requests
 /// cannot grow memory).
 pub const MAX_PENDING_REPLIES: usize = 256;
@@ -100,8 +106,10 @@ pub struct ReceiverStats {
     pub events: u64,
     /// Repeated copies of events already received (redundancy at work).
     pub repeats: u64,
-    /// Rejected datagrams (or dropped items, for `QueueFull`) by [`RejectReason`] index.
+    /// Rejected datagrams by [`RejectReason`] index.
     pub rejected: [u64; REJECT_REASONS],
+    /// Events (and other items) of accepted datagrams not handed on, by [`EventDrop`] index.
+    pub dropped: [u64; EVENT_DROPS],
     /// "Refused" notices sent.
     pub refusals: u64,
     /// Peers that left by Bye, went silent or were kicked.
@@ -457,7 +465,6 @@ impl ReceiverCore {
                 peer.hold_announced = Some(s.hold_ns);
                 peer.held_notes = s.snapshot.held_notes();
                 if peer.reconciled.is_none_or(|r| s.as_of_seq > r) {
-                    peer.reconciled = Some(s.as_of_seq);
                     // After every event it covers (see `docs/protocol.md`, "State"), even
                     // if the clock estimate moves a little before they arrive.
                     let due = to_receiver_time(peer, ntp, s.as_of_ns)
@@ -470,7 +477,13 @@ impl ReceiverCore {
                         gen: peer.gen,
                         item: Item::Reconcile(s.snapshot),
                     };
-                    self.forward(slot, item);
+                    // Marked as applied only once it is on its way: the Sender repeats the
+                    // same snapshot with every heartbeat until it plays again, so one that did
+                    // not fit now is taken from the next.
+                    if self.forward(slot, item) {
+                        let peer = self.peers.get_mut(slot).expect("slot is occupied");
+                        peer.reconciled = Some(s.as_of_seq);
+                    }
                 }
             }
             Body::ClockReport { report, .. } => {
@@ -513,7 +526,7 @@ impl ReceiverCore {
             let ev = self.scratch[i];
             let seq = first + i as u64;
             let peer = self.peers.get_mut(slot).expect("slot is occupied");
-            match peer.seen.accept(seq) {
+            match peer.seen.check(seq) {
                 Seen::New => {}
                 Seen::Duplicate | Seen::TooOld => {
                     self.stats.repeats += 1;
@@ -523,17 +536,9 @@ impl ReceiverCore {
             let origin = to_receiver_time(peer, ntp, ev.time_ns);
             if origin < started {
                 // Repeated to us after we restarted: it was played (or not) by our last run.
+                peer.seen.accept(seq);
                 self.stats.repeats += 1;
                 continue;
-            }
-            fresh += 1;
-            // Differences of two times, on the wrapping 64-bit timeline like the transit in
-            // `Peer::datagram`: the times come from the network and can be anything.
-            let latency = now.wrapping_sub(origin) as i64;
-            peer.latency.push(now, latency);
-            peer.hold(now, prelude.sent_ns.wrapping_sub(ev.time_ns) as i64);
-            if latency > d {
-                peer.late += 1;
             }
             let item = ScheduledEvent {
                 due_ns: origin,
@@ -542,26 +547,53 @@ impl ReceiverCore {
                 gen: peer.gen,
                 item: Item::Midi(ev.msg),
             };
-            self.forward(slot, item);
+            // Recorded as seen only once it is on its way: the same event comes again in the
+            // next datagrams (repeats), and a copy of one that did not fit must still be new.
+            if !self.forward(slot, item) {
+                continue;
+            }
+            fresh += 1;
+            let peer = self.peers.get_mut(slot).expect("slot is occupied");
+            peer.seen.accept(seq);
+            // Differences of two times, on the wrapping 64-bit timeline like the transit in
+            // `Peer::datagram`: the times come from the network and can be anything.
+            let latency = now.wrapping_sub(origin) as i64;
+            peer.latency.push(now, latency);
+            peer.hold(now, prelude.sent_ns.wrapping_sub(ev.time_ns) as i64);
+            if latency > d {
+                peer.late += 1;
+            }
         }
         if let Some(p) = self.peers.get_mut(slot) {
             p.count_events(now, fresh);
         }
     }
 
-    /// Queues an item of the peer in `slot` for the audio thread, or counts it dropped.
-    fn forward(&mut self, slot: usize, item: ScheduledEvent) {
+    /// Whether the queue to the audio thread has a place for `item` of the peer in `slot`.
+    fn admits(&self, item: &Item) -> bool {
+        let ends = match item {
+            Item::Midi(m) => m.ends_something(),
+            Item::Reconcile(_) | Item::EndPeer => true,
+        };
+        let cap = MAX_PENDING - MAX_PEERS - if ends { 0 } else { END_RESERVE };
+        self.out.len() < cap
+    }
+
+    /// Queues an item of the peer in `slot` for the audio thread; when there is no place for
+    /// it, counts it dropped and returns `false`.
+    fn forward(&mut self, slot: usize, item: ScheduledEvent) -> bool {
+        if !self.admits(&item.item) {
+            self.stats.dropped[EventDrop::QueueFull as usize] += 1;
+            return false;
+        }
         if let Some(p) = self.peers.get_mut(slot) {
             p.last_due = p.last_due.max(item.due_ns);
-        }
-        if self.out.len() >= MAX_PENDING {
-            self.stats.rejected[RejectReason::QueueFull as usize] += 1;
-            return;
         }
         if matches!(item.item, Item::Midi(_)) {
             self.stats.events += 1;
         }
         self.out.push_back(item);
+        true
     }
 
     /// Forgets the peer in `slot` and schedules the end of its notes after its last item
@@ -670,6 +702,11 @@ impl ReceiverCore {
         let expiry = self.peers.next_expiry(self.config.timeout_ns);
         let playout = (!self.peers.is_empty()).then_some(now.saturating_add(10_000_000));
         expiry.into_iter().chain(playout).min()
+    }
+
+    /// Items waiting for the audio thread.
+    pub fn pending_items(&self) -> usize {
+        self.out.len()
     }
 
     /// The next item for the audio thread.

@@ -1,5 +1,7 @@
-//! Why a datagram (or an event) was dropped: one counter per reason, for the editors and the
-//! tests. Every rejection is counted; none is silent.
+//! Why a datagram, or one event of an accepted datagram, was dropped: one counter per reason,
+//! for the editors and the tests. Every rejection is counted; none is silent. Datagrams
+//! ([`RejectReason`]) and events ([`EventDrop`]) are counted apart: an accepted datagram may
+//! still have events that are not played.
 
 use super::wire::{DecodeError, OpenError};
 
@@ -25,7 +27,7 @@ pub enum Reject {
 }
 
 /// Number of distinct [`RejectReason`] values.
-pub const REJECT_REASONS: usize = 24;
+pub const REJECT_REASONS: usize = 23;
 
 /// A flat reason index for counters, stable for the editor and tests. Each variant is
 /// described by [`RejectReason::label`] and by the error of the same name.
@@ -56,7 +58,6 @@ pub enum RejectReason {
     Gone,
     TooManyPeers,
     RateLimited,
-    QueueFull,
 }
 
 impl RejectReason {
@@ -85,7 +86,6 @@ impl RejectReason {
         Self::Gone,
         Self::TooManyPeers,
         Self::RateLimited,
-        Self::QueueFull,
     ];
 
     /// A short label for logs and the editor.
@@ -114,7 +114,6 @@ impl RejectReason {
             Self::Gone => "sender gone",
             Self::TooManyPeers => "too many peers",
             Self::RateLimited => "rate limited",
-            Self::QueueFull => "queue full",
         }
     }
 }
@@ -154,6 +153,31 @@ impl From<Reject> for RejectReason {
     }
 }
 
+/// Why an event (or another item for the audio thread) of an accepted datagram was not
+/// handed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EventDrop {
+    /// The queue to the audio thread is full, or this peer has its share of it (the audio
+    /// thread is not taking items, or one peer sends far more than the others).
+    QueueFull,
+}
+
+/// Number of distinct [`EventDrop`] values.
+pub const EVENT_DROPS: usize = 1;
+
+impl EventDrop {
+    /// Every reason, in index order.
+    pub const ALL: [EventDrop; EVENT_DROPS] = [Self::QueueFull];
+
+    /// A short label for logs and the editor.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue full",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +191,12 @@ mod tests {
         labels.sort_unstable();
         labels.dedup();
         assert_eq!(labels.len(), REJECT_REASONS);
+        for (i, r) in EventDrop::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        let mut labels: Vec<_> = EventDrop::ALL.iter().map(|r| r.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), EVENT_DROPS);
     }
 }

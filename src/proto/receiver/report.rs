@@ -1,7 +1,7 @@
 //! The Receiver core's state as the editor shows it ([`crate::status`]): plain arithmetic on
 //! the peer table, run by the network thread a few times a second.
 
-use super::{NtpOffset, ReceiverCore, RejectReason};
+use super::{EventDrop, NtpOffset, ReceiverCore, RejectReason};
 use crate::proto::peers::{ClockBasis, Peer};
 use crate::status::{ClockSource, DelayStatus, HistoryPoint, PeerStatus, ReceiverStatus};
 use crate::timing::playout::PlayoutMode;
@@ -91,6 +91,12 @@ impl ReceiverCore {
             RejectReason::ALL
                 .iter()
                 .map(|r| (r.label(), self.stats.rejected[*r as usize])),
+        );
+        out.events_dropped.clear();
+        out.events_dropped.extend(
+            EventDrop::ALL
+                .iter()
+                .map(|r| (r.label(), self.stats.dropped[*r as usize])),
         );
         out.datagrams = self.stats.datagrams;
         out.events = self.stats.events;
@@ -221,6 +227,7 @@ mod tests {
         assert_eq!(st.delay.applied_ns, 45_000_000);
         assert!((st.peers[0].late_pct - 10.0).abs() < 1e-9);
         assert_eq!(st.rejected.len(), crate::proto::reject::REJECT_REASONS);
+        assert_eq!(st.events_dropped.len(), crate::proto::reject::EVENT_DROPS);
         push_history(&mut st, 0.25);
         assert_eq!(st.history.len(), 1);
         assert!((st.history[0].p99_ms[1] - 40.0).abs() < 1e-3);

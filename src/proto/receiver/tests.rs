@@ -743,3 +743,149 @@ fn clock_reports_with_any_error_bound_are_taken() {
         );
     }
 }
+
+/// Sends `msgs` from sender `id` in plain datagrams (an open room, epoch 0) starting with
+/// datagram `*seq` and event number `first`, all stamped `t`, arriving at `now`; returns how
+/// many datagrams were accepted.
+fn send_plain(
+    r: &mut ReceiverCore,
+    now: u64,
+    id: u64,
+    seq: &mut u64,
+    first: u64,
+    msgs: &[MidiMessage],
+) -> usize {
+    let evs: Vec<TimedMessage> = msgs
+        .iter()
+        .map(|&msg| TimedMessage { time_ns: now, msg })
+        .collect();
+    let prelude = Prelude {
+        sent_ns: now,
+        epoch: 0,
+    };
+    let mut done = 0;
+    let mut ok = 0;
+    while done < evs.len() {
+        let (d, n) = encode_events(id, *seq, prelude, first + done as u64, &evs[done..]);
+        *seq += 1;
+        done += n;
+        ok += usize::from(r.handle_datagram(now, addr(1), d.as_bytes()).is_ok());
+    }
+    ok
+}
+
+fn note_off(key: u8) -> MidiMessage {
+    MidiMessage::NoteOff {
+        channel: Some(0),
+        key: Some(key),
+        velocity: 0.0,
+        voice_id: None,
+    }
+}
+
+/// Fills the queue to the audio thread (nobody takes from it: a stalled host) with control
+/// changes, then its reserve with note-offs; returns the next datagram and event numbers.
+fn fill_queue(r: &mut ReceiverCore, now: u64) -> (u64, u64) {
+    let mut seq = 0;
+    let regular = MAX_PENDING - MAX_PEERS - END_RESERVE;
+    let ccs: Vec<MidiMessage> = (0..regular).map(|i| cc((i % 128) as u8)).collect();
+    send_plain(r, now, 1, &mut seq, 0, &ccs);
+    let offs: Vec<MidiMessage> = (0..END_RESERVE)
+        .map(|i| note_off((i % 128) as u8))
+        .collect();
+    send_plain(r, now, 1, &mut seq, regular as u64, &offs);
+    assert_eq!(r.pending_items(), MAX_PENDING - MAX_PEERS, "full");
+    (seq, (regular + END_RESERVE) as u64)
+}
+
+#[test]
+fn a_note_off_that_did_not_fit_is_taken_from_its_repeat() {
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    let now = 10_000 * MS;
+    let (mut seq, next) = fill_queue(&mut r, now);
+    let rejected = r.stats().rejected;
+    // The note-off numbered `next` finds no place: dropped, and counted as an event dropped,
+    // not as a rejected datagram (the datagram was fine).
+    assert_eq!(
+        send_plain(&mut r, now, 1, &mut seq, next, &[note_off(60)]),
+        1
+    );
+    assert_eq!(r.stats().dropped[EventDrop::QueueFull as usize], 1);
+    assert_eq!(r.stats().rejected, rejected);
+    // The audio thread takes everything; the next datagram repeats the note-off.
+    while r.poll_event().is_some() {}
+    assert_eq!(
+        send_plain(&mut r, now + MS, 1, &mut seq, next, &[note_off(60)]),
+        1
+    );
+    let got: Vec<_> = std::iter::from_fn(|| r.poll_event()).collect();
+    assert_eq!(got.len(), 1, "the repeat is handed on");
+    assert_eq!((got[0].seq, got[0].item), (next, Item::Midi(note_off(60))));
+    // And only once.
+    send_plain(&mut r, now + 2 * MS, 1, &mut seq, next, &[note_off(60)]);
+    assert!(r.poll_event().is_none());
+}
+
+#[test]
+fn a_snapshot_that_did_not_fit_is_taken_from_the_next_heartbeat() {
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    let now = 10_000 * MS;
+    let (seq, next) = fill_queue(&mut r, now);
+    let state = |seq: u64| {
+        let mut snapshot = StateSnapshot::IDLE;
+        snapshot.channels[0].notes = 1 << 61;
+        wire::encode_state(
+            1,
+            seq,
+            &wire::StateBody {
+                prelude: Prelude {
+                    sent_ns: now,
+                    epoch: 0,
+                },
+                name: "x",
+                hold_ns: 0,
+                as_of_seq: next,
+                as_of_ns: now,
+                snapshot,
+            },
+        )
+    };
+    r.handle_datagram(now, addr(1), state(seq).as_bytes())
+        .unwrap();
+    assert_eq!(r.stats().dropped[EventDrop::QueueFull as usize], 1);
+    while r.poll_event().is_some() {}
+    // Idle heartbeats repeat the same snapshot (the same `as_of_seq`): the next one is taken.
+    r.handle_datagram(now + MS, addr(1), state(seq + 1).as_bytes())
+        .unwrap();
+    let got: Vec<_> = std::iter::from_fn(|| r.poll_event()).collect();
+    assert_eq!(got.len(), 1);
+    assert!(matches!(got[0].item, Item::Reconcile(s) if s.channels[0].notes == 1 << 61));
+    assert_eq!(got[0].seq, next);
+    r.handle_datagram(now + 2 * MS, addr(1), state(seq + 2).as_bytes())
+        .unwrap();
+    assert!(r.poll_event().is_none(), "applied once");
+}
+
+#[test]
+fn note_offs_keep_places_a_flood_of_note_ons_cannot_take() {
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    let now = 10_000 * MS;
+    let mut seq = 0;
+    let on = |k: u8| MidiMessage::NoteOn {
+        channel: Some(0),
+        key: Some(k),
+        velocity: 0.5,
+        voice_id: None,
+    };
+    let ons: Vec<MidiMessage> = (0..MAX_PENDING).map(|i| on((i % 128) as u8)).collect();
+    send_plain(&mut r, now, 1, &mut seq, 0, &ons);
+    let regular = MAX_PENDING - MAX_PEERS - END_RESERVE;
+    assert_eq!(r.pending_items(), regular);
+    assert_eq!(
+        r.stats().dropped[EventDrop::QueueFull as usize],
+        (MAX_PENDING - regular) as u64
+    );
+    let offs: Vec<MidiMessage> = (0..128).map(note_off).collect();
+    send_plain(&mut r, now, 1, &mut seq, MAX_PENDING as u64, &offs);
+    assert_eq!(r.pending_items(), regular + 128, "every note-off queued");
+}
