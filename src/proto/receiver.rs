@@ -58,6 +58,16 @@ const REFUSAL_BURST: f64 = 10.0;
 /// Clock requests answered for senders the peer table does not hold, remembered: a sender
 /// sends several before its first answer comes back and it joins.
 pub const ANSWERED_REQUESTS: usize = 256;
+/// New senders admitted per second, all together, and their burst: a whole room of
+/// [`MAX_PEERS`] may join at once (a restarted Receiver), and then a few a second. Someone
+/// churning fresh ids (join, leave, join...) in an open room moves the peer table and the
+/// departed-sender rings no faster than this. (A token bucket, RFC 2697's shaping.)
+pub const JOINS_PER_S: f64 = 4.0;
+/// Burst of [`JOINS_PER_S`].
+pub const JOIN_BURST: f64 = MAX_PEERS as f64;
+/// Joins and leaves kept for [`ReceiverCore::poll_peer_event`]; past it new ones are not
+/// kept (they are only reports: the peer table is the truth).
+pub const MAX_PEER_EVENTS: usize = 4 * MAX_PEERS;
 
 /// What the audio thread does with a scheduled item.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -82,8 +92,8 @@ pub struct ScheduledEvent {
     pub seq: u64,
     /// Slot of the peer (`0..MAX_PEERS`, or the audio thread's own local slot).
     pub peer: u8,
-    /// Generation of the slot.
-    pub gen: u16,
+    /// Generation of the slot (only grows: see [`crate::proto::peers`]).
+    pub gen: u64,
     /// What to do.
     pub item: Item,
 }
@@ -218,6 +228,12 @@ pub struct ReceiverCore {
     replies: VecDeque<Reply>,
     /// Limits "Refused" notices.
     refusals: TokenBucket,
+    /// Limits how fast new senders are admitted.
+    joins: TokenBucket,
+    /// Whether an end (`Item::EndPeer`) of each slot waits in `out`: a slot has at most one
+    /// (a newer end replaces it), so ends are bounded by the slots however many senders come
+    /// and go while the audio thread is not taking items.
+    end_pending: [bool; MAX_PEERS],
     /// (sender id, sequence number) of the clock requests answered for senders the table
     /// does not hold, a ring of [`ANSWERED_REQUESTS`]. An exact copy of one is a replay (or a
     /// network duplicate), and a sender that joins takes them into its replay window: they
@@ -252,9 +268,11 @@ impl ReceiverCore {
             peers: PeerTable::new(),
             scratch: Vec::with_capacity(MAX_EVENTS_PER_DATAGRAM),
             out: VecDeque::with_capacity(MAX_PENDING),
-            peer_events: VecDeque::with_capacity(2 * MAX_PEERS),
+            peer_events: VecDeque::with_capacity(MAX_PEER_EVENTS),
             replies: VecDeque::with_capacity(MAX_PENDING_REPLIES),
             refusals: TokenBucket::new(REFUSALS_PER_S, REFUSAL_BURST),
+            joins: TokenBucket::new(JOINS_PER_S, JOIN_BURST),
+            end_pending: [false; MAX_PEERS],
             answered: Vec::with_capacity(ANSWERED_REQUESTS),
             answered_next: 0,
             next_seq: 0,
@@ -419,11 +437,17 @@ impl ReceiverCore {
                     // Goodbye from a stranger: nothing to forget.
                     return Ok(());
                 }
+                if self.peers.len() >= MAX_PEERS {
+                    return Err(Reject::TooManyPeers);
+                }
+                if !self.joins.take(now) {
+                    return Err(Reject::TooManyJoins);
+                }
                 let s = self
                     .peers
-                    .insert(h.sender_id, from, now)
+                    .insert(h.sender_id, from, now, h.sealed)
                     .map_err(|_| Reject::TooManyPeers)?;
-                self.peer_events.push_back(PeerEvent::Joined {
+                self.report_peer(PeerEvent::Joined {
                     slot: s as u8,
                     sender_id: h.sender_id,
                 });
@@ -596,18 +620,40 @@ impl ReceiverCore {
         true
     }
 
+    /// Keeps a join or leave for [`ReceiverCore::poll_peer_event`], while there is room.
+    fn report_peer(&mut self, e: PeerEvent) {
+        if self.peer_events.len() < MAX_PEER_EVENTS {
+            self.peer_events.push_back(e);
+        }
+    }
+
     /// Forgets the peer in `slot` and schedules the end of its notes after its last item
     /// (at once when kicked).
     fn forget(&mut self, slot: usize, reason: LeaveReason) {
-        let Some(p) = self.peers.remove(slot) else {
+        let Some(p) = self.peers.remove(slot, reason != LeaveReason::Silent) else {
             return;
         };
         self.stats.peers_gone += 1;
-        let due = if reason == LeaveReason::Kicked {
+        let mut due = if reason == LeaveReason::Kicked {
             0
         } else {
             p.last_due
         };
+        if self.end_pending[slot] {
+            // The end of an earlier peer of this slot still waits: this one replaces it (the
+            // audio thread ends whatever the slot holds, of any older generation, when it
+            // sees an end of a newer one), later in the queue than anything of either.
+            if let Some(i) = self
+                .out
+                .iter()
+                .rposition(|e| e.peer as usize == slot && e.item == Item::EndPeer)
+            {
+                let old = self.out.remove(i).expect("just found");
+                if reason != LeaveReason::Kicked {
+                    due = due.max(old.due_ns);
+                }
+            }
+        }
         let end = ScheduledEvent {
             due_ns: due,
             seq: u64::MAX,
@@ -615,9 +661,11 @@ impl ReceiverCore {
             gen: p.gen,
             item: Item::EndPeer,
         };
-        // The end of a peer is never dropped: it may be the only way its notes stop.
+        // The end of a peer is never dropped (it may be the only way its notes stop): its
+        // place is one of the `MAX_PEERS` kept for ends.
         self.out.push_back(end);
-        self.peer_events.push_back(PeerEvent::Left {
+        self.end_pending[slot] = true;
+        self.report_peer(PeerEvent::Left {
             slot: slot as u8,
             sender_id: p.sender_id,
             reason,
@@ -711,12 +759,23 @@ impl ReceiverCore {
 
     /// The next item for the audio thread.
     pub fn poll_event(&mut self) -> Option<ScheduledEvent> {
-        self.out.pop_front()
+        let ev = self.out.pop_front()?;
+        if ev.item == Item::EndPeer {
+            if let Some(p) = self.end_pending.get_mut(ev.peer as usize) {
+                *p = false;
+            }
+        }
+        Some(ev)
     }
 
     /// Puts back an item the caller could not hand on (its queue was full), so it is retried
     /// first next time instead of lost.
     pub fn unpoll_event(&mut self, ev: ScheduledEvent) {
+        if ev.item == Item::EndPeer {
+            if let Some(p) = self.end_pending.get_mut(ev.peer as usize) {
+                *p = true;
+            }
+        }
         self.out.push_front(ev);
     }
 

@@ -22,12 +22,15 @@ pub enum Reject {
     Gone,
     /// A new sender while [`MAX_PEERS`](super::peers::MAX_PEERS) are already known.
     TooManyPeers,
+    /// A new sender while others joined at more than
+    /// [`JOINS_PER_S`](super::receiver::JOINS_PER_S) (someone churning fresh ids).
+    TooManyJoins,
     /// The sender exceeds its datagram rate.
     RateLimited,
 }
 
 /// Number of distinct [`RejectReason`] values.
-pub const REJECT_REASONS: usize = 23;
+pub const REJECT_REASONS: usize = 24;
 
 /// A flat reason index for counters, stable for the editor and tests. Each variant is
 /// described by [`RejectReason::label`] and by the error of the same name.
@@ -57,6 +60,7 @@ pub enum RejectReason {
     StaleEpoch,
     Gone,
     TooManyPeers,
+    TooManyJoins,
     RateLimited,
 }
 
@@ -85,6 +89,7 @@ impl RejectReason {
         Self::StaleEpoch,
         Self::Gone,
         Self::TooManyPeers,
+        Self::TooManyJoins,
         Self::RateLimited,
     ];
 
@@ -113,6 +118,7 @@ impl RejectReason {
             Self::StaleEpoch => "stale session",
             Self::Gone => "sender gone",
             Self::TooManyPeers => "too many peers",
+            Self::TooManyJoins => "too many joins",
             Self::RateLimited => "rate limited",
         }
     }
@@ -148,6 +154,7 @@ impl From<Reject> for RejectReason {
             Reject::StaleEpoch => Self::StaleEpoch,
             Reject::Gone => Self::Gone,
             Reject::TooManyPeers => Self::TooManyPeers,
+            Reject::TooManyJoins => Self::TooManyJoins,
             Reject::RateLimited => Self::RateLimited,
         }
     }

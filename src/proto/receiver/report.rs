@@ -132,7 +132,7 @@ mod tests {
     fn clock_sources_and_signs() {
         let mut core = ReceiverCore::new(ReceiverConfig::default());
         let addr = "192.0.2.1:5".parse().unwrap();
-        let s = core.peers_mut().insert(1, addr, 0).unwrap();
+        let s = core.peers_mut().insert(1, addr, 0, true).unwrap();
         let p = core.peers_mut().get_mut(s).unwrap();
         // Nothing known: no source, no bound.
         let (src, _, err) = peer_clock(p, None, 0);
@@ -176,7 +176,7 @@ mod tests {
         let mut core = ReceiverCore::new(ReceiverConfig::default());
         let s = core
             .peers_mut()
-            .insert(1, "192.0.2.1:5".parse().unwrap(), 0)
+            .insert(1, "192.0.2.1:5".parse().unwrap(), 0, true)
             .unwrap();
         let p = core.peers_mut().get_mut(s).unwrap();
         let ntp = NtpOffset {
@@ -210,7 +210,7 @@ mod tests {
         for (id, lat) in [(1u64, 5_000_000i64), (2, 40_000_000), (3, 20_000_000)] {
             let s = core
                 .peers_mut()
-                .insert(id, "192.0.2.1:5".parse().unwrap(), 0)
+                .insert(id, "192.0.2.1:5".parse().unwrap(), 0, true)
                 .unwrap();
             let p = core.peers_mut().get_mut(s).unwrap();
             p.latency.push(0, lat);

@@ -889,3 +889,71 @@ fn note_offs_keep_places_a_flood_of_note_ons_cannot_take() {
     send_plain(&mut r, now, 1, &mut seq, MAX_PENDING as u64, &offs);
     assert_eq!(r.pending_items(), regular + 128, "every note-off queued");
 }
+
+/// A plain datagram of type ClockReport or Bye from `id`, numbered `seq` (an open room).
+fn report_or_bye(id: u64, seq: u64, bye: bool, sent_ns: u64) -> Datagram {
+    let prelude = Prelude { sent_ns, epoch: 0 };
+    if bye {
+        return wire::encode_bye(id, seq, prelude);
+    }
+    let report = wire::ClockReport {
+        source: ClockSource::Direct,
+        ref_ns: sent_ns,
+        offset_ns: 0,
+        skew_ppb: 0,
+        error_ns: 1_000,
+        rtt_ns: 1_000,
+    };
+    wire::encode_clock_report(id, seq, prelude, &report)
+}
+
+#[test]
+fn memory_is_bounded_whatever_arrives_100k_ids_churned() {
+    // A stranger in an open room makes up a new sender id for every pair of datagrams (a
+    // ClockReport, which makes it join, then a Bye), 100,000 times, one pair every 100 us,
+    // while the audio thread takes nothing (a stalled host): every queue and table stays
+    // within its bound, and a real sender that joins afterwards still plays.
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    let mut rng = Rng(77);
+    let mut now = 10_000 * MS;
+    let mut joined = 0u64;
+    for _ in 0..100_000 {
+        let id = rng.next_u64();
+        now += MS / 10;
+        if r.handle_datagram(now, addr(9), report_or_bye(id, 0, false, now).as_bytes())
+            .is_ok()
+        {
+            joined += 1;
+        }
+        let _ = r.handle_datagram(now, addr(9), report_or_bye(id, 1, true, now).as_bytes());
+        r.handle_timeout(now);
+        assert!(r.pending_items() <= MAX_PENDING);
+        assert!(r.peers().len() <= MAX_PEERS);
+        assert!(r.peers().tombstones() <= 2 * crate::proto::peers::TOMBSTONES);
+    }
+    let elapsed_s = (now - 10_000 * MS) as f64 / 1e9;
+    let most = JOIN_BURST + JOINS_PER_S * elapsed_s;
+    assert!(
+        joined as f64 <= most + 1.0,
+        "{joined} joins in {elapsed_s} s"
+    );
+    assert_eq!(
+        r.stats().rejected[RejectReason::TooManyJoins as usize],
+        100_000 - joined
+    );
+    // One end per slot at most is waiting, however many left.
+    let ends = std::iter::from_fn(|| r.poll_event())
+        .filter(|e| e.item == Item::EndPeer)
+        .count();
+    assert!(ends <= MAX_PEERS, "{ends} ends waiting");
+    let reports = std::iter::from_fn(|| r.poll_peer_event()).count();
+    assert!(reports <= MAX_PEER_EVENTS);
+    assert_eq!(r.stats().peers_gone, joined);
+    // A real sender joins (once the joins allow it) and plays.
+    now += 1_000 * MS;
+    let mut seq = 0;
+    assert_eq!(send_plain(&mut r, now, 4242, &mut seq, 0, &[cc(3)]), 1);
+    let got: Vec<_> = std::iter::from_fn(|| r.poll_event()).collect();
+    assert_eq!(got.len(), 1);
+    assert!(matches!(got[0].item, Item::Midi(_)));
+}
