@@ -341,6 +341,10 @@ fn play(slot: &mut Slot, seq: u64, m: &MidiMessage, emit: &mut impl FnMut(MidiMe
             emit(*m);
             true
         }
+        // A note-on or key pressure without a real channel and key names no note that could
+        // be tracked and ended: never played (the decoder refuses them too).
+        MidiMessage::NoteOn { .. } | MidiMessage::PolyPressure { channel: None, .. } => false,
+        MidiMessage::PolyPressure { key: None, .. } => false,
         _ => {
             emit(*m);
             true

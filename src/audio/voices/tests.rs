@@ -264,3 +264,30 @@ fn a_slot_reused_many_times_unseen_still_plays_its_newest_peer() {
     // And the old one's stragglers do not.
     assert!(run(&mut v, &[ev(6, 1, 1, Item::Midi(on(22)))]).is_empty());
 }
+
+#[test]
+fn wildcard_note_ons_are_never_played() {
+    // Nothing could ever end them (the decoder refuses them; the guard does too).
+    let mut v = Voices::new();
+    let wild_on = MidiMessage::NoteOn {
+        channel: None,
+        key: Some(60),
+        velocity: 0.5,
+        voice_id: None,
+    };
+    let wild_pressure = MidiMessage::PolyPressure {
+        channel: Some(0),
+        key: None,
+        pressure: 0.5,
+        voice_id: None,
+    };
+    let got = run(
+        &mut v,
+        &[
+            ev(0, 1, 0, Item::Midi(wild_on)),
+            ev(0, 1, 1, Item::Midi(wild_pressure)),
+        ],
+    );
+    assert!(got.is_empty());
+    assert_eq!(v.held_notes(0), 0);
+}
