@@ -39,6 +39,11 @@ const BASE_BUCKET_NS: u64 = 5_000_000_000;
 const HOLD_BUCKET_NS: u64 = 5_000_000_000;
 /// Longest wait of an event in its Sender that counts towards the delay, ns.
 pub const MAX_HOLD_NS: i64 = 100_000_000;
+/// Most a single peer can ask of the common playout delay, ns: a player whose path needs more
+/// (or who claims to) cannot drag everybody's delay past 2 s; their events then arrive late
+/// (and past [`MAX_LATE_NS`](super::receiver::MAX_LATE_NS), out of the window). Two seconds
+/// covers any terrestrial path and a geostationary satellite hop (about 0.6 s) with room.
+pub const MAX_NEED_NS: i64 = 2_000_000_000;
 /// Events in the latency window from which their p99 alone sets a peer's need.
 pub const MIN_EVENT_SAMPLES: usize = 32;
 /// Window of the events-per-second figure, ns.
@@ -207,8 +212,13 @@ impl Peer {
     /// What this peer needs of the playout delay at `now`, ns: the p99 of its events'
     /// latency; while it has played too little in the last ten seconds for that to mean much,
     /// at least the p99 of its datagrams' network latency plus the longest time its events
-    /// wait in the Sender. So the delay is right before anyone plays.
+    /// wait in the Sender. So the delay is right before anyone plays. Never more than
+    /// [`MAX_NEED_NS`].
     pub fn needs(&mut self, now: u64) -> Option<i64> {
+        self.needs_uncapped(now).map(|n| n.min(MAX_NEED_NS))
+    }
+
+    fn needs_uncapped(&mut self, now: u64) -> Option<i64> {
         let events = self.latency.p99(now);
         if self.latency.len(now) >= MIN_EVENT_SAMPLES {
             return events;

@@ -48,6 +48,19 @@ pub const MAX_PENDING_REPLIES: usize = 256;
 /// "Refused" notices per second, all sources together, and their burst: enough for a
 /// Sender with a wrong code to learn it within a second, too few to be worth forging.
 const REFUSALS_PER_S: f64 = 10.0;
+/// An event whose origin, on our timeline, is more than this after its arrival is dropped
+/// ("out of time window"), ns. Honest clocks are never that far off: the direct exchange is
+/// within its error bound (microseconds to a few milliseconds), NTP within its own (tens of
+/// milliseconds on the open internet, RFC 5905), and the fastest-transit estimate places
+/// events at most one jitter early. Half a second is ten times the worst of those, and keeps
+/// a peer from filling the schedule with far-future events.
+pub const MAX_EARLY_NS: i64 = 500_000_000;
+/// An event arriving more than this after its playout time (origin + D) is dropped ("out of
+/// time window"), ns: later than the Sender ever holds an event (it drops those waiting over
+/// 1 s), than the repeats and any reordering span (tens of milliseconds), and as long as the
+/// default silence timeout, after which its player would have been taken for gone. Played,
+/// it would only be a burst of stale notes. What ends a note is never dropped for this.
+pub const MAX_LATE_NS: i64 = 2_000_000_000;
 /// How long after the moment it describes a snapshot is applied, ns: later than any event it
 /// covers, whatever small corrections of the clock estimate came between, and still soon.
 const RECONCILE_AFTER_NS: u64 = 2_000_000;
@@ -230,6 +243,8 @@ pub struct ReceiverCore {
     refusals: TokenBucket,
     /// Limits how fast new senders are admitted.
     joins: TokenBucket,
+    /// Items of each slot waiting in `out`, ends excepted (for the fair shares).
+    queued: [u16; MAX_PEERS],
     /// Whether an end (`Item::EndPeer`) of each slot waits in `out`: a slot has at most one
     /// (a newer end replaces it), so ends are bounded by the slots however many senders come
     /// and go while the audio thread is not taking items.
@@ -273,6 +288,7 @@ impl ReceiverCore {
             refusals: TokenBucket::new(REFUSALS_PER_S, REFUSAL_BURST),
             joins: TokenBucket::new(JOINS_PER_S, JOIN_BURST),
             end_pending: [false; MAX_PEERS],
+            queued: [0; MAX_PEERS],
             answered: Vec::with_capacity(ANSWERED_REQUESTS),
             answered_next: 0,
             next_seq: 0,
@@ -491,8 +507,10 @@ impl ReceiverCore {
                 if peer.reconciled.is_none_or(|r| s.as_of_seq > r) {
                     // After every event it covers (see `docs/protocol.md`, "State"), even
                     // if the clock estimate moves a little before they arrive.
+                    // (No later than the time window reaches: the time comes from the network.)
                     let due = to_receiver_time(peer, ntp, s.as_of_ns)
                         .saturating_add(RECONCILE_AFTER_NS)
+                        .min(now.saturating_add(MAX_EARLY_NS as u64))
                         .max(peer.last_due.saturating_add(1));
                     let item = ScheduledEvent {
                         due_ns: due,
@@ -564,8 +582,27 @@ impl ReceiverCore {
                 self.stats.repeats += 1;
                 continue;
             }
+            // Differences of two times, on the wrapping 64-bit timeline like the transit in
+            // `Peer::datagram`: the times come from the network and can be anything.
+            let latency = now.wrapping_sub(origin) as i64;
+            let in_window =
+                (-MAX_EARLY_NS..=d.max(0).saturating_add(MAX_LATE_NS)).contains(&latency);
+            let mut due = origin;
+            if !in_window {
+                if !ev.msg.ends_something() {
+                    // Decided for good: its repeats are duplicates now.
+                    peer.seen.accept(seq);
+                    self.stats.dropped[EventDrop::OutOfWindow as usize] += 1;
+                    continue;
+                }
+                // What ends a note is never dropped: a late one plays at once, one from the
+                // far future no later than the window's edge.
+                if latency < 0 {
+                    due = now.saturating_add(MAX_EARLY_NS as u64);
+                }
+            }
             let item = ScheduledEvent {
-                due_ns: origin,
+                due_ns: due,
                 seq,
                 peer: slot as u8,
                 gen: peer.gen,
@@ -579,11 +616,11 @@ impl ReceiverCore {
             fresh += 1;
             let peer = self.peers.get_mut(slot).expect("slot is occupied");
             peer.seen.accept(seq);
-            // Differences of two times, on the wrapping 64-bit timeline like the transit in
-            // `Peer::datagram`: the times come from the network and can be anything.
-            let latency = now.wrapping_sub(origin) as i64;
-            peer.latency.push(now, latency);
-            peer.hold(now, prelude.sent_ns.wrapping_sub(ev.time_ns) as i64);
+            if in_window {
+                // (Only times inside the window count towards the delay.)
+                peer.latency.push(now, latency);
+                peer.hold(now, prelude.sent_ns.wrapping_sub(ev.time_ns) as i64);
+            }
             if latency > d {
                 peer.late += 1;
             }
@@ -593,23 +630,27 @@ impl ReceiverCore {
         }
     }
 
-    /// Whether the queue to the audio thread has a place for `item` of the peer in `slot`.
-    fn admits(&self, item: &Item) -> bool {
+    /// Whether the queue to the audio thread has a place for `item` of the peer in `slot`:
+    /// each peer has an equal share of it, and of each share the last places are kept for
+    /// what ends notes.
+    fn admits(&self, slot: usize, item: &Item) -> bool {
         let ends = match item {
             Item::Midi(m) => m.ends_something(),
             Item::Reconcile(_) | Item::EndPeer => true,
         };
         let cap = MAX_PENDING - MAX_PEERS - if ends { 0 } else { END_RESERVE };
-        self.out.len() < cap
+        let share = cap / self.peers.len().max(1);
+        self.out.len() < cap && self.queued.get(slot).is_some_and(|&q| (q as usize) < share)
     }
 
     /// Queues an item of the peer in `slot` for the audio thread; when there is no place for
     /// it, counts it dropped and returns `false`.
     fn forward(&mut self, slot: usize, item: ScheduledEvent) -> bool {
-        if !self.admits(&item.item) {
+        if !self.admits(slot, &item.item) {
             self.stats.dropped[EventDrop::QueueFull as usize] += 1;
             return false;
         }
+        self.queued[slot] += 1;
         if let Some(p) = self.peers.get_mut(slot) {
             p.last_due = p.last_due.max(item.due_ns);
         }
@@ -760,10 +801,13 @@ impl ReceiverCore {
     /// The next item for the audio thread.
     pub fn poll_event(&mut self) -> Option<ScheduledEvent> {
         let ev = self.out.pop_front()?;
+        let slot = ev.peer as usize;
         if ev.item == Item::EndPeer {
-            if let Some(p) = self.end_pending.get_mut(ev.peer as usize) {
+            if let Some(p) = self.end_pending.get_mut(slot) {
                 *p = false;
             }
+        } else if let Some(q) = self.queued.get_mut(slot) {
+            *q = q.saturating_sub(1);
         }
         Some(ev)
     }
@@ -771,10 +815,13 @@ impl ReceiverCore {
     /// Puts back an item the caller could not hand on (its queue was full), so it is retried
     /// first next time instead of lost.
     pub fn unpoll_event(&mut self, ev: ScheduledEvent) {
+        let slot = ev.peer as usize;
         if ev.item == Item::EndPeer {
-            if let Some(p) = self.end_pending.get_mut(ev.peer as usize) {
+            if let Some(p) = self.end_pending.get_mut(slot) {
                 *p = true;
             }
+        } else if let Some(q) = self.queued.get_mut(slot) {
+            *q += 1;
         }
         self.out.push_front(ev);
     }

@@ -168,19 +168,25 @@ pub enum EventDrop {
     /// The queue to the audio thread is full, or this peer has its share of it (the audio
     /// thread is not taking items, or one peer sends far more than the others).
     QueueFull,
+    /// Its origin time, on the Receiver's timeline, is too far in the future or too late to
+    /// play ([`MAX_EARLY_NS`](super::receiver::MAX_EARLY_NS),
+    /// [`MAX_LATE_NS`](super::receiver::MAX_LATE_NS)); what ends a note is never dropped
+    /// for this.
+    OutOfWindow,
 }
 
 /// Number of distinct [`EventDrop`] values.
-pub const EVENT_DROPS: usize = 1;
+pub const EVENT_DROPS: usize = 2;
 
 impl EventDrop {
     /// Every reason, in index order.
-    pub const ALL: [EventDrop; EVENT_DROPS] = [Self::QueueFull];
+    pub const ALL: [EventDrop; EVENT_DROPS] = [Self::QueueFull, Self::OutOfWindow];
 
     /// A short label for logs and the editor.
     pub fn label(self) -> &'static str {
         match self {
             Self::QueueFull => "queue full",
+            Self::OutOfWindow => "out of time window",
         }
     }
 }

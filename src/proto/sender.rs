@@ -20,7 +20,7 @@
 //! - **ClockReports**: the clock estimate (direct exchange once converged, else NTP).
 //! - On [`SenderCore::close`]: note-offs for what it held, then **Bye**.
 
-use super::event::TimedMessage;
+use super::event::{MidiMessage, TimedMessage};
 use super::receiver::NtpOffset;
 use super::reject::Reject;
 use super::seal::RoomKey;
@@ -62,8 +62,18 @@ const OUTSTANDING: usize = 16;
 /// Send times remembered, to recognise a restarted Receiver's epoch notice.
 const RECENT_SENDS: usize = 64;
 /// Most events waiting to be sent (no Receiver answering yet, or a huge burst). Past it the
-/// oldest are dropped and counted: they would be far too late anyway.
+/// newest are dropped and counted (the project's rule for every full queue), except that
+/// the last [`NOTE_OFF_RESERVE`] places only take events that end notes.
 pub const MAX_PENDING: usize = 4096;
+/// Places of the pending events kept for note-offs (and pedal up, all notes off): a buffer
+/// full of note-ons must still take the note-offs that end them.
+pub const NOTE_OFF_RESERVE: usize = 1024;
+/// An event that waited this long for a Receiver is not sent any more, ns: a second after the
+/// player played it, it is no longer part of the performance, and sending every event held
+/// while no Receiver answered would end in a burst of stale notes. Its lasting effect (a note
+/// released, the pedal, the bend, the program) is folded into the snapshot the Receiver gets
+/// next; a note-on that was never sent needs no note-off.
+pub const MAX_PENDING_AGE_NS: u64 = 1_000_000_000;
 /// Hold announced before any event was sent, ns: the network thread's 1 ms poll plus the
 /// host's usual lateness.
 pub const DEFAULT_HOLD_NS: u64 = 2_000_000;
@@ -308,19 +318,53 @@ impl SenderCore {
         &self.pushed_state
     }
 
-    /// Adds one stamped event to the block in progress.
+    /// Adds one stamped event to the block in progress. When the pending events are full,
+    /// it is dropped and counted (note-offs have places of their own).
     pub fn push_event(&mut self, ev: TimedMessage) {
         if self.closed {
             return;
         }
-        if self.pending.len() == MAX_PENDING {
-            self.pending.pop_front();
-            self.pending_first += 1;
-            self.sendable = self.sendable.saturating_sub(1);
+        let room = if ev.msg.ends_something() {
+            MAX_PENDING
+        } else {
+            MAX_PENDING - NOTE_OFF_RESERVE
+        };
+        if self.pending.len() >= room {
             self.stats.events_dropped += 1;
+            return;
         }
         self.pushed_state.apply(&ev.msg);
         self.pending.push_back(ev);
+    }
+
+    /// Takes out the pending events that waited longer than [`MAX_PENDING_AGE_NS`] at `now`:
+    /// not sent, counted as dropped, and folded into the snapshot (a note-on excepted: it
+    /// was never sent, so nothing needs ending). Their event numbers are used up, so that the
+    /// next snapshot is newer than any the Receiver has, and it goes out at once.
+    fn drop_stale(&mut self, now: u64) {
+        let mut folded = false;
+        while let Some(ev) = self.pending.front() {
+            if now.saturating_sub(ev.time_ns) <= MAX_PENDING_AGE_NS {
+                break;
+            }
+            let ev = self.pending.pop_front().expect("just looked");
+            self.sendable = self.sendable.saturating_sub(1);
+            self.pending_first += 1;
+            self.stats.events_dropped += 1;
+            let note_on = matches!(ev.msg, MidiMessage::NoteOn { velocity, .. } if velocity > 0.0);
+            if !note_on {
+                self.sent_state.apply(&ev.msg);
+                self.as_of_ns = Some(self.as_of_ns.map_or(ev.time_ns, |t| t.max(ev.time_ns)));
+            }
+            folded = true;
+        }
+        if folded {
+            // The repeats number the events they carry back from `pending_first`: the last
+            // batches are no longer next to it.
+            self.sent.clear();
+            self.sent_counts.clear();
+            self.next_state = None;
+        }
     }
 
     /// The host block in progress has ended: its events may go out.
@@ -456,6 +500,7 @@ impl SenderCore {
         if self.closed {
             return;
         }
+        self.drop_stale(now);
         if self.next_state.is_none_or(|t| now >= t) {
             self.state_pending = true;
             self.next_state = Some(now.saturating_add(STATE_INTERVAL_NS));
@@ -533,6 +578,7 @@ impl SenderCore {
         }
         // Nothing else goes out before the Receiver's epoch is known: it would be refused.
         self.epoch?;
+        self.drop_stale(now);
         if self.sendable > 0 {
             return Some(self.events_datagram(now));
         }

@@ -957,3 +957,120 @@ fn memory_is_bounded_whatever_arrives_100k_ids_churned() {
     assert_eq!(got.len(), 1);
     assert!(matches!(got[0].item, Item::Midi(_)));
 }
+
+/// A plain ClockReport from `id` that puts its clock `offset_ns` ahead of ours (Direct).
+fn direct_report(id: u64, seq: u64, sent_ns: u64, offset_ns: i64) -> Datagram {
+    let report = wire::ClockReport {
+        source: ClockSource::Direct,
+        ref_ns: sent_ns,
+        offset_ns,
+        skew_ppb: 0,
+        error_ns: 1_000,
+        rtt_ns: 1_000,
+    };
+    wire::encode_clock_report(id, seq, Prelude { sent_ns, epoch: 0 }, &report)
+}
+
+#[test]
+fn events_outside_the_time_window_are_dropped_but_note_offs_are_not() {
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    let now = 100_000 * MS;
+    // (Running since long before: events older than its start belong to an earlier run.)
+    r.handle_timeout(MS);
+    // The Sender's clock is ours exactly (a Direct report).
+    r.handle_datagram(now, addr(1), direct_report(1, 0, now, 0).as_bytes())
+        .unwrap();
+    let at = |time_ns: u64, msg: MidiMessage| TimedMessage { time_ns, msg };
+    let evs = [
+        at(now + 10 * MS, cc(1)),               // a little ahead: fine (clock error)
+        at(now + 600 * MS, cc(2)),              // 0.6 s in the future: dropped
+        at(now - 10_000 * MS, cc(3)),           // 10 s late: dropped
+        at(now - 10_000 * MS, note_off(60)),    // 10 s late, but it ends a note: kept
+        at(now + 3_600_000 * MS, note_off(61)), // an hour ahead, ends a note: at the edge
+        at(now - 1_000 * MS, cc(4)),            // 1 s late: still inside
+    ];
+    let prelude = Prelude {
+        sent_ns: now,
+        epoch: 0,
+    };
+    let (d, n) = encode_events(1, 1, prelude, 0, &evs);
+    assert_eq!(n, evs.len());
+    r.handle_datagram(now, addr(1), d.as_bytes()).unwrap();
+    let got: Vec<_> = std::iter::from_fn(|| r.poll_event()).collect();
+    let seqs: Vec<u64> = got.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![0, 3, 4, 5]);
+    assert_eq!(r.stats().dropped[EventDrop::OutOfWindow as usize], 2);
+    assert_eq!(
+        got[2].due_ns,
+        now + MAX_EARLY_NS as u64,
+        "clamped to the edge"
+    );
+    // Their repeats are not counted again.
+    let (d, _) = encode_events(1, 2, prelude, 0, &evs);
+    r.handle_datagram(now, addr(1), d.as_bytes()).unwrap();
+    assert!(r.poll_event().is_none());
+    assert_eq!(r.stats().dropped[EventDrop::OutOfWindow as usize], 2);
+}
+
+#[test]
+fn one_peer_cannot_raise_the_delay_past_its_cap() {
+    // A peer whose clock report makes everything it sends look 5 s old (a broken clock, or
+    // someone who wants the whole room to wait): D stays within the cap.
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    let mut now = 100_000 * MS;
+    r.handle_timeout(MS);
+    for seq in 0..200u64 {
+        now += 10 * MS;
+        let sent = now - 5_000 * MS;
+        let d = if seq == 0 {
+            direct_report(1, seq, sent, 0)
+        } else {
+            encode_events(
+                1,
+                seq,
+                Prelude {
+                    sent_ns: sent,
+                    epoch: 0,
+                },
+                seq,
+                &[TimedMessage {
+                    time_ns: sent,
+                    msg: cc(1),
+                }],
+            )
+            .0
+        };
+        r.handle_datagram(now, addr(1), d.as_bytes()).unwrap();
+        r.handle_timeout(now);
+        while r.poll_event().is_some() {}
+    }
+    let d = r.playout_delay();
+    let cap = crate::proto::peers::MAX_NEED_NS + ReceiverConfig::default().margin_ns;
+    assert!(d <= cap, "D = {} ms", d as f64 / 1e6);
+    assert!(
+        d >= crate::proto::peers::MAX_NEED_NS,
+        "D = {} ms",
+        d as f64 / 1e6
+    );
+    assert!(r.stats().dropped[EventDrop::OutOfWindow as usize] > 100);
+}
+
+#[test]
+fn a_flooding_peer_leaves_the_others_their_share_of_the_queue() {
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    let now = 10_000 * MS;
+    let (mut a, mut b) = (0, 0);
+    let flood: Vec<MidiMessage> = (0..3_000).map(|i| cc((i % 128) as u8)).collect();
+    send_plain(&mut r, now, 1, &mut a, 0, &flood);
+    // Another player joins; the first goes on flooding; nobody takes from the queue.
+    send_plain(&mut r, now, 2, &mut b, 0, &[cc(1)]);
+    send_plain(&mut r, now, 1, &mut a, 3_000, &flood);
+    let theirs: Vec<MidiMessage> = (0..100).map(|i| cc(i as u8)).collect();
+    send_plain(&mut r, now, 2, &mut b, 1, &theirs);
+    let mut per_peer = [0usize; 2];
+    while let Some(e) = r.poll_event() {
+        per_peer[usize::from(e.peer != 0)] += 1;
+    }
+    assert_eq!(per_peer[1], 101, "the second player's events all queued");
+    assert_eq!(per_peer[0], 3_000, "the flood stopped at its share");
+}
