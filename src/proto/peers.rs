@@ -44,6 +44,14 @@ pub const MAX_HOLD_NS: i64 = 100_000_000;
 /// (and past [`MAX_LATE_NS`](super::receiver::MAX_LATE_NS), out of the window). Two seconds
 /// covers any terrestrial path and a geostationary satellite hop (about 0.6 s) with room.
 pub const MAX_NEED_NS: i64 = 2_000_000_000;
+/// The placement shift a mapping change may cause at most, ns (see [`Peer::place`]): a clock
+/// basis change moves a peer's timeline by its path's delay at most; more is a gross clock
+/// error, not worth holding its events back for.
+pub const MAX_SHIFT_NS: u64 = 500_000_000;
+/// The placement shift shrinks by this fraction of the time between consecutive events: the
+/// spacing of notes is kept within 5 %, the limit [`crate::timing::playout`] also keeps when
+/// the delay falls (after Ramjee, Kurose, Towsley and Schulzrinne, INFOCOM 1994).
+pub const SHIFT_SLEW: u64 = 20;
 /// Events in the latency window from which their p99 alone sets a peer's need.
 pub const MIN_EVENT_SAMPLES: usize = 32;
 /// Window of the events-per-second figure, ns.
@@ -116,6 +124,13 @@ pub struct Peer {
     pub hold_seen: Option<WindowedMax>,
     /// Latest due time of anything forwarded to the audio thread (its end goes after it).
     pub last_due: u64,
+    /// The latest event placed so far: its origin (the Sender's clock) and the due time it
+    /// was given. The next events are placed no earlier (see [`Peer::place`]).
+    pub anchor: Option<(u64, u64)>,
+    /// How much later than the clock mapping says its events are placed right now, ns: set
+    /// when the mapping moves earlier (a better clock basis, a corrected estimate), so that
+    /// nothing plays before what was placed already, and let go of gradually.
+    pub shift_ns: u64,
     /// Event number of the newest snapshot forwarded.
     pub reconciled: Option<u64>,
     /// Notes it holds, from its latest snapshot.
@@ -150,6 +165,8 @@ impl Peer {
             hold_announced: None,
             hold_seen: None,
             last_due: 0,
+            anchor: None,
+            shift_ns: 0,
             reconciled: None,
             held_notes: 0,
         }
@@ -195,6 +212,35 @@ impl Peer {
             Some(m) => m.push(now, hold_ns),
             None => self.hold_seen = Some(WindowedMax::new(HOLD_BUCKET_NS, now, hold_ns)),
         }
+    }
+
+    /// The due time of an event with origin `origin` (the Sender's clock) whose origin on our
+    /// timeline is `mapped` by the current clock mapping (`map` maps any Sender time the same
+    /// way). Never earlier than an event with an earlier origin was placed, so that when the
+    /// mapping moves earlier (a fastest-transit estimate replaced by the direct exchange, NTP
+    /// by the direct exchange, a restarted filter, a corrected estimate) nothing already
+    /// queued is overtaken: the events are placed later by the move, and the shift is then let
+    /// go of by 1/[`SHIFT_SLEW`] of the time between events, so their spacing stays within
+    /// 5 %. A move later applies at once (it only leaves a gap).
+    pub fn place(&mut self, origin: u64, mapped: u64, map: impl Fn(u64) -> u64) -> u64 {
+        if let Some((a_origin, a_due)) = self.anchor {
+            let a_now = map(a_origin).saturating_add(self.shift_ns);
+            if a_now < a_due {
+                self.shift_ns = (self.shift_ns + (a_due - a_now)).min(MAX_SHIFT_NS);
+            } else {
+                self.shift_ns = self.shift_ns.saturating_sub(a_now - a_due);
+            }
+            if origin > a_origin {
+                self.shift_ns = self
+                    .shift_ns
+                    .saturating_sub((origin - a_origin) / SHIFT_SLEW);
+            }
+        }
+        let due = mapped.saturating_add(self.shift_ns);
+        if self.anchor.is_none_or(|(a, _)| origin >= a) {
+            self.anchor = Some((origin, due));
+        }
+        due
     }
 
     /// Share of its datagrams that never arrived, percent.

@@ -509,6 +509,7 @@ impl ReceiverCore {
                     // if the clock estimate moves a little before they arrive.
                     // (No later than the time window reaches: the time comes from the network.)
                     let due = to_receiver_time(peer, ntp, s.as_of_ns)
+                        .saturating_add(peer.shift_ns)
                         .saturating_add(RECONCILE_AFTER_NS)
                         .min(now.saturating_add(MAX_EARLY_NS as u64))
                         .max(peer.last_due.saturating_add(1));
@@ -576,6 +577,7 @@ impl ReceiverCore {
                 }
             }
             let origin = to_receiver_time(peer, ntp, ev.time_ns);
+            let peer_clock = Mapping::of(peer, ntp);
             if origin < started {
                 // Repeated to us after we restarted: it was played (or not) by our last run.
                 peer.seen.accept(seq);
@@ -587,20 +589,23 @@ impl ReceiverCore {
             let latency = now.wrapping_sub(origin) as i64;
             let in_window =
                 (-MAX_EARLY_NS..=d.max(0).saturating_add(MAX_LATE_NS)).contains(&latency);
-            let mut due = origin;
-            if !in_window {
-                if !ev.msg.ends_something() {
-                    // Decided for good: its repeats are duplicates now.
-                    peer.seen.accept(seq);
-                    self.stats.dropped[EventDrop::OutOfWindow as usize] += 1;
-                    continue;
-                }
+            let due = if in_window {
+                // In order with what this peer has queued, whatever the clock did since.
+                peer.place(ev.time_ns, origin, |t| map_time(peer_clock, ntp, t))
+            } else if ev.msg.ends_something() {
                 // What ends a note is never dropped: a late one plays at once, one from the
                 // far future no later than the window's edge.
                 if latency < 0 {
-                    due = now.saturating_add(MAX_EARLY_NS as u64);
+                    now.saturating_add(MAX_EARLY_NS as u64)
+                } else {
+                    origin
                 }
-            }
+            } else {
+                // Decided for good: its repeats are duplicates now.
+                peer.seen.accept(seq);
+                self.stats.dropped[EventDrop::OutOfWindow as usize] += 1;
+                continue;
+            };
             let item = ScheduledEvent {
                 due_ns: due,
                 seq,
@@ -866,16 +871,39 @@ pub(crate) fn to_receiver_time(peer: &mut Peer, ntp: Option<NtpOffset>, t: u64) 
         peer.jitter.restart();
         peer.basis = basis;
     }
-    match (basis, peer.clock, ntp) {
+    map_time(Mapping::of(peer, ntp), ntp, t)
+}
+
+/// What maps a peer's times onto our timeline, copied out of the peer.
+#[derive(Clone, Copy, Debug)]
+struct Mapping {
+    /// The basis in use.
+    basis: ClockBasis,
+    /// The peer's clock report, if any.
+    clock: Option<wire::ClockReport>,
+    /// Its fastest transit (arrival - send time), for [`ClockBasis::FastestTransit`].
+    base: i64,
+}
+
+impl Mapping {
+    fn of(peer: &Peer, ntp: Option<NtpOffset>) -> Self {
+        Self {
+            basis: basis_of(peer, ntp),
+            clock: peer.clock,
+            base: peer.base_offset.map_or(0, |m| m.get()),
+        }
+    }
+}
+
+/// Puts time `t` of a peer's clock on our timeline with mapping `m`.
+fn map_time(m: Mapping, ntp: Option<NtpOffset>, t: u64) -> u64 {
+    match (m.basis, m.clock, ntp) {
         (ClockBasis::Direct, Some(c), _) => c.map(t),
         (ClockBasis::Ntp, Some(c), Some(own)) => {
             // Sender time -> UTC -> our time.
             c.map(t).wrapping_add_signed(own.offset_ns.wrapping_neg())
         }
-        _ => {
-            let base = peer.base_offset.map_or(0, |m| m.get());
-            t.wrapping_add_signed(base)
-        }
+        _ => t.wrapping_add_signed(m.base),
     }
 }
 

@@ -1074,3 +1074,52 @@ fn a_flooding_peer_leaves_the_others_their_share_of_the_queue() {
     assert_eq!(per_peer[1], 101, "the second player's events all queued");
     assert_eq!(per_peer[0], 3_000, "the flood stopped at its share");
 }
+
+#[test]
+fn a_better_clock_basis_mid_phrase_never_reorders_a_peer() {
+    // A peer with no clock information yet (fastest transit: its events are placed as if
+    // the 40 ms path took no time) plays a note every 10 ms; 200 ms in, its direct clock
+    // exchange converges and its report places its times 40 ms earlier. Nothing may play
+    // before what was queued already, and the spacing then stays within 5 %, until the
+    // placement has caught up with the better clock.
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    r.handle_timeout(MS);
+    let path = 40 * MS;
+    let mut seq = 0;
+    let mut got = Vec::new();
+    for i in 0..300u64 {
+        let t = 100_000 * MS + i * 10 * MS;
+        if i == 20 {
+            r.handle_datagram(t + path, addr(1), direct_report(1, seq, t, 0).as_bytes())
+                .unwrap();
+            seq += 1;
+        }
+        let prelude = Prelude {
+            sent_ns: t,
+            epoch: 0,
+        };
+        let ev = [TimedMessage {
+            time_ns: t,
+            msg: cc((i % 128) as u8),
+        }];
+        let (d, _) = encode_events(1, seq, prelude, i, &ev);
+        seq += 1;
+        r.handle_datagram(t + path, addr(1), d.as_bytes()).unwrap();
+        got.extend(std::iter::from_fn(|| r.poll_event()).map(|e| (e.seq, e.due_ns)));
+    }
+    assert_eq!(got.len(), 300);
+    let peer = r.peers().iter().next().unwrap().1;
+    assert_eq!(peer.basis, ClockBasis::Direct);
+    for w in got.windows(2) {
+        let gap = w[1].1 as i64 - w[0].1 as i64;
+        assert!(
+            (9_500_000..=10_000_000).contains(&gap),
+            "events {} and {}: {gap} ns apart",
+            w[0].0,
+            w[1].0
+        );
+    }
+    // By the end the direct exchange places them exactly (origin + 0).
+    let last = got.last().unwrap();
+    assert_eq!(last.1, 100_000 * MS + 299 * 10 * MS);
+}
