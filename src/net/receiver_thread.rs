@@ -208,6 +208,7 @@ impl ReceiverThread {
             core.set_playout(margin, mode);
             core.set_timeout(self.params.timeout_ns());
             core.set_block(self.shared.block_ns.load(Relaxed));
+            core.set_audio_late(self.shared.late_by_slot());
             if socket.is_none() && now >= next_bind && !code.is_empty() {
                 match bind(port) {
                     Ok(s) => {

@@ -99,8 +99,11 @@ pub struct Peer {
     pub datagrams: u64,
     /// Distinct events received.
     pub events: u64,
-    /// Events that arrived after their playout time.
+    /// Its events the audio thread played after their time (from the audio thread's count of
+    /// its slot, [`crate::bridge::ReceiverShared::late_by_slot`], minus `late_base`).
     pub late: u64,
+    /// The audio thread's late count of its slot when it joined.
+    pub late_base: u64,
     /// Events received in the current rate window, and when it began.
     pub rate_window: (u64, u64),
     /// Events per second over the last complete rate window.
@@ -154,6 +157,7 @@ impl Peer {
             datagrams: 0,
             events: 0,
             late: 0,
+            late_base: 0,
             rate_window: (now, 0),
             events_per_s: 0.0,
             base_offset: None,

@@ -241,6 +241,9 @@ pub struct ReceiverCore {
     replies: VecDeque<Reply>,
     /// Limits "Refused" notices.
     refusals: TokenBucket,
+    /// The audio thread's count of late events per slot, as last told
+    /// ([`ReceiverCore::set_audio_late`]).
+    audio_late: [u64; MAX_PEERS],
     /// Limits how fast new senders are admitted.
     joins: TokenBucket,
     /// Items of each slot waiting in `out`, ends excepted (for the fair shares).
@@ -287,6 +290,7 @@ impl ReceiverCore {
             replies: VecDeque::with_capacity(MAX_PENDING_REPLIES),
             refusals: TokenBucket::new(REFUSALS_PER_S, REFUSAL_BURST),
             joins: TokenBucket::new(JOINS_PER_S, JOIN_BURST),
+            audio_late: [0; MAX_PEERS],
             end_pending: [false; MAX_PEERS],
             queued: [0; MAX_PEERS],
             answered: Vec::with_capacity(ANSWERED_REQUESTS),
@@ -467,6 +471,9 @@ impl ReceiverCore {
                     slot: s as u8,
                     sender_id: h.sender_id,
                 });
+                if let Some(p) = self.peers.get_mut(s) {
+                    p.late_base = self.audio_late[s];
+                }
                 s
             }
         };
@@ -626,9 +633,6 @@ impl ReceiverCore {
                 peer.latency.push(now, latency);
                 peer.hold(now, prelude.sent_ns.wrapping_sub(ev.time_ns) as i64);
             }
-            if latency > d {
-                peer.late += 1;
-            }
         }
         if let Some(p) = self.peers.get_mut(slot) {
             p.count_events(now, fresh);
@@ -733,6 +737,17 @@ impl ReceiverCore {
             .filter_map(|(_, p)| p.needs(now))
             .map(|n| n.saturating_add(block));
         self.playout.update(now, needs, margin, mode);
+    }
+
+    /// Tells the audio thread's count of events played late, per slot
+    /// ([`crate::bridge::ReceiverShared::late_by_slot`]): each peer's late figure is what its
+    /// slot counted since it joined. Only the audio thread knows what was late: that depends
+    /// on the delay it applied and on its blocks, not on the delay the network asked for.
+    pub fn set_audio_late(&mut self, late: [u64; MAX_PEERS]) {
+        self.audio_late = late;
+        for (slot, p) in self.peers.iter_mut() {
+            p.late = late[slot].saturating_sub(p.late_base);
+        }
     }
 
     /// Sets the longest recent block of the Receiver's host, ns: an event must arrive before

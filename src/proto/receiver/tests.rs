@@ -1123,3 +1123,47 @@ fn a_better_clock_basis_mid_phrase_never_reorders_a_peer() {
     let last = got.last().unwrap();
     assert_eq!(last.1, 100_000 * MS + 299 * 10 * MS);
 }
+
+#[test]
+fn a_peers_late_figure_is_what_the_audio_thread_counted_for_its_slot() {
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    r.handle_timeout(MS);
+    // An earlier peer of slot 0 had 7 events played late.
+    let mut late = [0u64; MAX_PEERS];
+    late[0] = 7;
+    r.set_audio_late(late);
+    let now = 100_000 * MS;
+    r.handle_datagram(now, addr(1), direct_report(1, 0, now, 0).as_bytes())
+        .unwrap();
+    // Ten events that arrive 1.5 s after their origin, far later than the delay asked for:
+    // whether they play late is for the audio thread to say (it may apply a longer delay).
+    let evs: Vec<TimedMessage> = (0..10)
+        .map(|i| TimedMessage {
+            time_ns: now - 1_500 * MS + i,
+            msg: cc(i as u8),
+        })
+        .collect();
+    let (d, _) = encode_events(
+        1,
+        1,
+        Prelude {
+            sent_ns: now,
+            epoch: 0,
+        },
+        0,
+        &evs,
+    );
+    r.handle_datagram(now, addr(1), d.as_bytes()).unwrap();
+    let mut st = crate::status::ReceiverStatus::default();
+    r.report(now, 0, &mut st);
+    assert_eq!(st.peers[0].late_pct, 0.0, "nothing played late yet");
+    // The audio thread played two of them late.
+    late[0] = 9;
+    r.set_audio_late(late);
+    r.report(now, 0, &mut st);
+    assert!(
+        (st.peers[0].late_pct - 20.0).abs() < 1e-9,
+        "{}",
+        st.peers[0].late_pct
+    );
+}
