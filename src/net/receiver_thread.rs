@@ -192,6 +192,10 @@ impl ReceiverThread {
                     }
                 };
                 core.set_room(key, current.open_room);
+                if d.code != code {
+                    // A new code: whoever was kicked may come back with it.
+                    core.forgive_kicked();
+                }
                 if socket.is_some() && d.code != code {
                     room_file::remove(port, &code);
                     let _ = room_file::write(port, &d.code);

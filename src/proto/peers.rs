@@ -295,8 +295,9 @@ struct Tombstone {
     sender_id: u64,
     /// The highest datagram number accepted from it.
     top: u64,
-    /// It said goodbye (or was kicked): nothing more of it is accepted, whatever its number.
-    /// (A sender forgotten for silence may come back with higher numbers.)
+    /// It said goodbye: nothing more of it is accepted, whatever its number. (A sender
+    /// forgotten for silence may come back with higher numbers; a kicked one is kept out by
+    /// the Receiver's bans.)
     last_word: bool,
 }
 
@@ -406,8 +407,8 @@ impl PeerTable {
     }
 
     /// Forgets the peer in slot `i`, remembers its id as departed, and returns it. After its
-    /// `last_word` (a goodbye, a kick) nothing more of it is accepted; otherwise (a silence)
-    /// it may come back with higher numbers.
+    /// `last_word` (a goodbye) nothing more of it is accepted; otherwise it may come back
+    /// with higher numbers.
     pub fn remove(&mut self, i: usize, last_word: bool) -> Option<Peer> {
         let p = self.slots.get_mut(i).and_then(Option::take)?;
         self.tombstones[usize::from(!p.sealed)].push(Tombstone {

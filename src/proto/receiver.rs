@@ -78,6 +78,8 @@ pub const ANSWERED_REQUESTS: usize = 256;
 pub const JOINS_PER_S: f64 = 4.0;
 /// Burst of [`JOINS_PER_S`].
 pub const JOIN_BURST: f64 = MAX_PEERS as f64;
+/// Kicked sender ids remembered (a ring): far more than anyone kicks in a session.
+pub const MAX_BANNED: usize = 1024;
 /// Joins and leaves kept for [`ReceiverCore::poll_peer_event`]; past it new ones are not
 /// kept (they are only reports: the peer table is the truth).
 pub const MAX_PEER_EVENTS: usize = 4 * MAX_PEERS;
@@ -244,6 +246,11 @@ pub struct ReceiverCore {
     /// The audio thread's count of late events per slot, as last told
     /// ([`ReceiverCore::set_audio_late`]).
     audio_late: [u64; MAX_PEERS],
+    /// Ids of the senders the user kicked, a ring of [`MAX_BANNED`]: none of their datagrams
+    /// is taken again, whatever its number, until the room code changes.
+    banned: Vec<u64>,
+    /// Next ring position of `banned`.
+    banned_next: usize,
     /// Limits how fast new senders are admitted.
     joins: TokenBucket,
     /// Items of each slot waiting in `out`, ends excepted (for the fair shares).
@@ -291,6 +298,8 @@ impl ReceiverCore {
             refusals: TokenBucket::new(REFUSALS_PER_S, REFUSAL_BURST),
             joins: TokenBucket::new(JOINS_PER_S, JOIN_BURST),
             audio_late: [0; MAX_PEERS],
+            banned: Vec::with_capacity(MAX_BANNED),
+            banned_next: 0,
             end_pending: [false; MAX_PEERS],
             queued: [0; MAX_PEERS],
             answered: Vec::with_capacity(ANSWERED_REQUESTS),
@@ -403,6 +412,9 @@ impl ReceiverCore {
         };
         // Decode the whole body before touching any state, so a bad datagram changes nothing.
         let body = wire::decode_body(&h, body, &mut self.scratch).map_err(Reject::Decode)?;
+        if self.banned.contains(&h.sender_id) {
+            return Err(Reject::Kicked);
+        }
         if self.peers.find(h.sender_id).is_none() && self.peers.is_gone(h.sender_id, h.seq) {
             return Err(Reject::Gone);
         }
@@ -680,7 +692,9 @@ impl ReceiverCore {
     /// Forgets the peer in `slot` and schedules the end of its notes after its last item
     /// (at once when kicked).
     fn forget(&mut self, slot: usize, reason: LeaveReason) {
-        let Some(p) = self.peers.remove(slot, reason != LeaveReason::Silent) else {
+        // After a goodbye nothing more of it is taken; a kicked one is kept out by the bans
+        // (which a new room code lifts), a silent one may come back.
+        let Some(p) = self.peers.remove(slot, reason == LeaveReason::Bye) else {
             return;
         };
         self.stats.peers_gone += 1;
@@ -722,9 +736,27 @@ impl ReceiverCore {
         });
     }
 
-    /// Forgets the peer in `slot` now and ends its notes at once (the editor's "kick").
+    /// Forgets the peer in `slot` now and ends its notes at once (the editor's "kick"), and
+    /// keeps it out: nothing more from its id is taken until the room code changes
+    /// ([`ReceiverCore::forgive_kicked`]). (A kicked player who starts their Sender again
+    /// has a new id: a new room code is what keeps them out for good.)
     pub fn kick(&mut self, slot: usize) {
+        let Some(id) = self.peers.get(slot).map(|p| p.sender_id) else {
+            return;
+        };
+        if self.banned.len() < MAX_BANNED {
+            self.banned.push(id);
+        } else {
+            self.banned[self.banned_next] = id;
+            self.banned_next = (self.banned_next + 1) % MAX_BANNED;
+        }
         self.forget(slot, LeaveReason::Kicked);
+    }
+
+    /// Lets the kicked senders in again: the room has a new code.
+    pub fn forgive_kicked(&mut self) {
+        self.banned.clear();
+        self.banned_next = 0;
     }
 
     /// Recomputes the common playout delay from the active peers' needs.

@@ -27,10 +27,13 @@ pub enum Reject {
     TooManyJoins,
     /// The sender exceeds its datagram rate.
     RateLimited,
+    /// From a sender the user kicked: kept out for the rest of the run (or until the room
+    /// code changes).
+    Kicked,
 }
 
 /// Number of distinct [`RejectReason`] values.
-pub const REJECT_REASONS: usize = 24;
+pub const REJECT_REASONS: usize = 25;
 
 /// A flat reason index for counters, stable for the editor and tests. Each variant is
 /// described by [`RejectReason::label`] and by the error of the same name.
@@ -62,6 +65,7 @@ pub enum RejectReason {
     TooManyPeers,
     TooManyJoins,
     RateLimited,
+    Kicked,
 }
 
 impl RejectReason {
@@ -91,6 +95,7 @@ impl RejectReason {
         Self::TooManyPeers,
         Self::TooManyJoins,
         Self::RateLimited,
+        Self::Kicked,
     ];
 
     /// A short label for logs and the editor.
@@ -120,6 +125,7 @@ impl RejectReason {
             Self::TooManyPeers => "too many peers",
             Self::TooManyJoins => "too many joins",
             Self::RateLimited => "rate limited",
+            Self::Kicked => "kicked",
         }
     }
 }
@@ -156,6 +162,7 @@ impl From<Reject> for RejectReason {
             Reject::TooManyPeers => Self::TooManyPeers,
             Reject::TooManyJoins => Self::TooManyJoins,
             Reject::RateLimited => Self::RateLimited,
+            Reject::Kicked => Self::Kicked,
         }
     }
 }

@@ -1167,3 +1167,27 @@ fn a_peers_late_figure_is_what_the_audio_thread_counted_for_its_slot() {
         st.peers[0].late_pct
     );
 }
+
+#[test]
+fn a_kicked_sender_stays_out_until_the_code_changes() {
+    let mut p = Pair::new(ReceiverCore::new(secure()), Some(key()), 0, 5 * MS, 0);
+    p.run(500 * MS);
+    let slot = p.receiver.peers().find(0xABCD).expect("joined");
+    p.receiver.kick(slot);
+    assert!(p.receiver.peers().is_empty());
+    // It goes on sending (higher numbers): clock requests, heartbeats, notes. None is taken
+    // or answered.
+    p.got.clear();
+    let before = p.receiver.stats().rejected[RejectReason::Kicked as usize];
+    p.play(cc(1));
+    p.run(2_000 * MS);
+    assert!(p.receiver.peers().is_empty(), "welcomed back");
+    assert!(p.midi().is_empty());
+    let kicked = p.receiver.stats().rejected[RejectReason::Kicked as usize] - before;
+    assert!(kicked >= 20, "{kicked} datagrams refused as kicked");
+    assert_eq!(p.sender.link(), crate::proto::sender::Link::NoReply);
+    // A new room code lets it in again.
+    p.receiver.forgive_kicked();
+    p.run(500 * MS);
+    assert!(p.receiver.peers().find(0xABCD).is_some());
+}
