@@ -259,12 +259,14 @@ pub struct ReceiverCore {
     /// (a newer end replaces it), so ends are bounded by the slots however many senders come
     /// and go while the audio thread is not taking items.
     end_pending: [bool; MAX_PEERS],
-    /// (sender id, sequence number) of the clock requests answered for senders the table
+    /// (sender id, sequence number, sealed) of the clock requests answered for senders the table
     /// does not hold, a ring of [`ANSWERED_REQUESTS`]. An exact copy of one is a replay (or a
     /// network duplicate), and a sender that joins takes them into its replay window: they
     /// came before its first datagram there, which would otherwise let the window accept them
     /// once more.
-    answered: Vec<(u64, u64)>,
+    /// (Sealed or plain: a plain request under a sealed sender's id, which anyone can send
+    /// in an open room, must not use up that sender's numbers.)
+    answered: Vec<(u64, u64, bool)>,
     /// Next ring position of `answered`.
     answered_next: usize,
     /// Sequence number of our next datagram.
@@ -362,15 +364,17 @@ impl ReceiverCore {
         r
     }
 
-    /// Remembers that a stranger's request was answered; `false` if it already was (a copy).
-    fn remember_answered(&mut self, sender_id: u64, seq: u64) -> bool {
-        if self.answered.contains(&(sender_id, seq)) {
+    /// Remembers that a stranger's request (`sealed` or plain) was answered; `false` if it
+    /// already was (a copy).
+    fn remember_answered(&mut self, sender_id: u64, seq: u64, sealed: bool) -> bool {
+        let entry = (sender_id, seq, sealed);
+        if self.answered.contains(&entry) {
             return false;
         }
         if self.answered.len() < ANSWERED_REQUESTS {
-            self.answered.push((sender_id, seq));
+            self.answered.push(entry);
         } else {
-            self.answered[self.answered_next] = (sender_id, seq);
+            self.answered[self.answered_next] = entry;
             self.answered_next = (self.answered_next + 1) % ANSWERED_REQUESTS;
         }
         true
@@ -427,12 +431,15 @@ impl ReceiverCore {
             // remembered, so that it is answered once too.
             if let Some(slot) = self.peers.find(h.sender_id) {
                 let p = self.peers.get_mut(slot).expect("slot was just found");
+                if p.sealed != h.sealed {
+                    return Err(Reject::SealMismatch);
+                }
                 if p.window.accept(h.seq) != Verdict::New {
                     return Err(Reject::Duplicate);
                 }
                 p.datagram(now, h.seq, prelude.sent_ns);
                 p.addr = from;
-            } else if !self.remember_answered(h.sender_id, h.seq) {
+            } else if !self.remember_answered(h.sender_id, h.seq, h.sealed) {
                 return Err(Reject::Duplicate);
             }
             if self.replies.len() < MAX_PENDING_REPLIES {
@@ -490,14 +497,19 @@ impl ReceiverCore {
             }
         };
         let peer = self.peers.get_mut(slot).expect("slot was just found");
+        if peer.sealed != h.sealed {
+            // Plain under the id of a peer that joined sealed (anyone can send that in an
+            // open room), or the other way round: not that peer speaking.
+            return Err(Reject::SealMismatch);
+        }
         if peer.window.accept(h.seq) != Verdict::New {
             return Err(Reject::Duplicate);
         }
         if joined {
             // The requests it made before this datagram were answered: copies of them are
             // replays now.
-            for &(id, seq) in &self.answered {
-                if id == h.sender_id {
+            for &(id, seq, sealed) in &self.answered {
+                if id == h.sender_id && sealed == h.sealed {
                     peer.window.accept(seq);
                 }
             }

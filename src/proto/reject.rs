@@ -30,10 +30,13 @@ pub enum Reject {
     /// From a sender the user kicked: kept out for the rest of the run (or until the room
     /// code changes).
     Kicked,
+    /// Plain under the id of a sender that joined sealed (anyone can send that in an open
+    /// room), or sealed under the id of one that joined plain.
+    SealMismatch,
 }
 
 /// Number of distinct [`RejectReason`] values.
-pub const REJECT_REASONS: usize = 25;
+pub const REJECT_REASONS: usize = 26;
 
 /// A flat reason index for counters, stable for the editor and tests. Each variant is
 /// described by [`RejectReason::label`] and by the error of the same name.
@@ -66,6 +69,7 @@ pub enum RejectReason {
     TooManyJoins,
     RateLimited,
     Kicked,
+    SealMismatch,
 }
 
 impl RejectReason {
@@ -96,6 +100,7 @@ impl RejectReason {
         Self::TooManyJoins,
         Self::RateLimited,
         Self::Kicked,
+        Self::SealMismatch,
     ];
 
     /// A short label for logs and the editor.
@@ -126,6 +131,7 @@ impl RejectReason {
             Self::TooManyJoins => "too many joins",
             Self::RateLimited => "rate limited",
             Self::Kicked => "kicked",
+            Self::SealMismatch => "not sealed as it joined",
         }
     }
 }
@@ -163,6 +169,7 @@ impl From<Reject> for RejectReason {
             Reject::TooManyJoins => Self::TooManyJoins,
             Reject::RateLimited => Self::RateLimited,
             Reject::Kicked => Self::Kicked,
+            Reject::SealMismatch => Self::SealMismatch,
         }
     }
 }

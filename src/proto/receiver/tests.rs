@@ -1191,3 +1191,84 @@ fn a_kicked_sender_stays_out_until_the_code_changes() {
     p.run(500 * MS);
     assert!(p.receiver.peers().find(0xABCD).is_some());
 }
+
+#[test]
+fn in_an_open_room_nobody_speaks_plain_for_a_sealed_peer() {
+    let open_with_key = ReceiverConfig {
+        open_room: true,
+        ..secure()
+    };
+    let mut p = Pair::new(
+        ReceiverCore::new(open_with_key.clone()),
+        Some(key()),
+        0,
+        5 * MS,
+        0,
+    );
+    p.run(500 * MS);
+    assert!(p.receiver.peers().find(0xABCD).is_some());
+    let prelude = Prelude {
+        sent_ns: p.now,
+        epoch: 1234,
+    };
+    let forged = [
+        encode_events(
+            0xABCD,
+            u64::MAX - 1,
+            prelude,
+            1_000,
+            &[TimedMessage {
+                time_ns: p.now,
+                msg: cc(1),
+            }],
+        )
+        .0,
+        wire::encode_bye(0xABCD, 1_000_000, prelude),
+        wire::encode_time_request(0xABCD, 1_000_001, prelude),
+    ];
+    for d in &forged {
+        assert_eq!(
+            p.receiver.handle_datagram(p.now, addr(666), d.as_bytes()),
+            Err(Reject::SealMismatch)
+        );
+    }
+    assert!(
+        p.receiver.poll_transmit(p.now).is_none(),
+        "nothing answered"
+    );
+    assert!(p.receiver.peers().find(0xABCD).is_some(), "still there");
+    p.got.clear();
+    p.play(cc(2));
+    p.run(100 * MS);
+    assert_eq!(p.midi().len(), 1, "the real peer still plays");
+
+    // Before it joins: a plain request made up under its id and a number it will use does
+    // not use that number up.
+    let mut r = ReceiverCore::new(open_with_key);
+    let k = key();
+    let plain = wire::encode_time_request(77, 5, Prelude::default());
+    r.handle_datagram(0, addr(666), plain.as_bytes()).unwrap();
+    let state = |seq: u64| {
+        wire::encode_state(
+            77,
+            seq,
+            &wire::StateBody {
+                prelude: Prelude {
+                    sent_ns: 0,
+                    epoch: 1234,
+                },
+                name: "x",
+                hold_ns: 0,
+                as_of_seq: 0,
+                as_of_ns: 0,
+                snapshot: StateSnapshot::IDLE,
+            },
+        )
+        .seal_with(Some(&k))
+    };
+    r.handle_datagram(MS, addr(1), state(3).as_bytes()).unwrap();
+    assert_eq!(
+        r.handle_datagram(2 * MS, addr(1), state(5).as_bytes()),
+        Ok(())
+    );
+}
