@@ -429,6 +429,10 @@ impl ReceiverCore {
             // Answered without creating a peer: a request proves nothing yet. It refreshes a
             // known peer once (a replayed request refreshes nothing); a stranger's is
             // remembered, so that it is answered once too.
+            if self.replies.len() >= MAX_PENDING_REPLIES {
+                // Nobody sends our answers (the shell is not polling): nothing is changed.
+                return Err(Reject::Busy);
+            }
             if let Some(slot) = self.peers.find(h.sender_id) {
                 let p = self.peers.get_mut(slot).expect("slot was just found");
                 if p.sealed != h.sealed {
@@ -437,19 +441,20 @@ impl ReceiverCore {
                 if p.window.accept(h.seq) != Verdict::New {
                     return Err(Reject::Duplicate);
                 }
+                if !p.limiter.take(now) {
+                    return Err(Reject::RateLimited);
+                }
                 p.datagram(now, h.seq, prelude.sent_ns);
                 p.addr = from;
             } else if !self.remember_answered(h.sender_id, h.seq, h.sealed) {
                 return Err(Reject::Duplicate);
             }
-            if self.replies.len() < MAX_PENDING_REPLIES {
-                self.replies.push_back(Reply::Time {
-                    to: from,
-                    t1: prelude.sent_ns,
-                    t2: now,
-                    sealed: h.sealed,
-                });
-            }
+            self.replies.push_back(Reply::Time {
+                to: from,
+                t1: prelude.sent_ns,
+                t2: now,
+                sealed: h.sealed,
+            });
             self.stats.datagrams += 1;
             return Ok(());
         }
@@ -473,8 +478,9 @@ impl ReceiverCore {
             None => {
                 joined = true;
                 if matches!(body, Body::Bye { .. }) {
-                    // Goodbye from a stranger: nothing to forget.
-                    return Ok(());
+                    // Goodbye from a stranger: nothing to forget (its tombstone has rotated
+                    // out, or it never joined).
+                    return Err(Reject::UnknownSender);
                 }
                 if self.peers.len() >= MAX_PEERS {
                     return Err(Reject::TooManyPeers);

@@ -33,10 +33,15 @@ pub enum Reject {
     /// Plain under the id of a sender that joined sealed (anyone can send that in an open
     /// room), or sealed under the id of one that joined plain.
     SealMismatch,
+    /// A goodbye from a sender this Receiver does not know.
+    UnknownSender,
+    /// A clock request while [`MAX_PENDING_REPLIES`](super::receiver::MAX_PENDING_REPLIES)
+    /// answers wait to be sent.
+    Busy,
 }
 
 /// Number of distinct [`RejectReason`] values.
-pub const REJECT_REASONS: usize = 26;
+pub const REJECT_REASONS: usize = 28;
 
 /// A flat reason index for counters, stable for the editor and tests. Each variant is
 /// described by [`RejectReason::label`] and by the error of the same name.
@@ -70,6 +75,8 @@ pub enum RejectReason {
     RateLimited,
     Kicked,
     SealMismatch,
+    UnknownSender,
+    Busy,
 }
 
 impl RejectReason {
@@ -101,6 +108,8 @@ impl RejectReason {
         Self::RateLimited,
         Self::Kicked,
         Self::SealMismatch,
+        Self::UnknownSender,
+        Self::Busy,
     ];
 
     /// A short label for logs and the editor.
@@ -132,6 +141,8 @@ impl RejectReason {
             Self::RateLimited => "rate limited",
             Self::Kicked => "kicked",
             Self::SealMismatch => "not sealed as it joined",
+            Self::UnknownSender => "bye from a stranger",
+            Self::Busy => "replies full",
         }
     }
 }
@@ -170,6 +181,8 @@ impl From<Reject> for RejectReason {
             Reject::RateLimited => Self::RateLimited,
             Reject::Kicked => Self::Kicked,
             Reject::SealMismatch => Self::SealMismatch,
+            Reject::UnknownSender => Self::UnknownSender,
+            Reject::Busy => Self::Busy,
         }
     }
 }

@@ -1272,3 +1272,49 @@ fn in_an_open_room_nobody_speaks_plain_for_a_sealed_peer() {
         Ok(())
     );
 }
+
+#[test]
+fn goodbyes_of_strangers_request_floods_and_unsent_answers_are_counted() {
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    // A goodbye from a sender never heard of.
+    assert_eq!(
+        r.handle_datagram(
+            0,
+            addr(1),
+            wire::encode_bye(5, 0, Prelude::default()).as_bytes()
+        ),
+        Err(Reject::UnknownSender)
+    );
+    assert_eq!(r.stats().rejected[RejectReason::UnknownSender as usize], 1);
+    // A known peer's clock requests go through its rate limit like anything else.
+    let mut seq = 0;
+    send_plain(&mut r, 0, 6, &mut seq, 0, &[cc(1)]);
+    let mut limited = 0;
+    for i in 0..1_000u64 {
+        let d = wire::encode_time_request(6, seq + i, Prelude::default());
+        if r.handle_datagram(i * 1_000, addr(1), d.as_bytes()) == Err(Reject::RateLimited) {
+            limited += 1;
+        }
+        // (The shell sends the answers.)
+        while r.poll_transmit(0).is_some() {}
+    }
+    assert!(limited > 500, "{limited} rate limited");
+    assert_eq!(
+        r.stats().rejected[RejectReason::RateLimited as usize],
+        limited
+    );
+    // Nobody sends the answers: once MAX_PENDING_REPLIES wait, requests are refused, counted.
+    let mut busy = 0;
+    for id in 0..(MAX_PENDING_REPLIES as u64 + 10) {
+        let d = wire::encode_time_request(1_000 + id, 0, Prelude::default());
+        if r.handle_datagram(MS, addr(2), d.as_bytes()) == Err(Reject::Busy) {
+            busy += 1;
+        }
+    }
+    assert_eq!(busy, 10);
+    assert_eq!(r.stats().rejected[RejectReason::Busy as usize], 10);
+    assert_eq!(
+        std::iter::from_fn(|| r.poll_transmit(0)).count(),
+        MAX_PENDING_REPLIES
+    );
+}
