@@ -33,6 +33,9 @@ const ROOM_FILE_EVERY_NS: u64 = 2_000_000_000;
 const ROOM_FILE_RETRY_NS: u64 = 100_000_000;
 /// How often the editor's snapshot is refreshed.
 const PUBLISH_EVERY_NS: u64 = 250_000_000;
+/// Longest the thread stays, once asked to stop, to send the goodbye's repeats
+/// ([`crate::proto::sender::BYE_ROUNDS`] rounds spanning 20 ms), ns.
+const GOODBYE_WAIT_NS: u64 = 50_000_000;
 
 /// Everything the thread needs, moved into it at start.
 pub struct SenderThread {
@@ -352,18 +355,32 @@ impl SenderThread {
             }
 
             // Send.
-            while let Some(d) = may_send
-                .then(|| core.poll_transmit(clock::now_ns()))
-                .flatten()
-            {
-                let sent = match (&socket, target) {
-                    (Some((s, _)), Some(t)) => s.try_send_to(d.as_bytes(), t).is_ok(),
-                    _ => false,
-                };
-                if sent {
-                    self.shared.datagrams_sent.fetch_add(1, Relaxed);
-                } else {
-                    self.shared.send_errors.fetch_add(1, Relaxed);
+            let send_all = |core: &mut SenderCore| {
+                while let Some(d) = may_send
+                    .then(|| core.poll_transmit(clock::now_ns()))
+                    .flatten()
+                {
+                    let sent = match (&socket, target) {
+                        (Some((s, _)), Some(t)) => s.try_send_to(d.as_bytes(), t).is_ok(),
+                        _ => false,
+                    };
+                    if sent {
+                        self.shared.datagrams_sent.fetch_add(1, Relaxed);
+                    } else {
+                        self.shared.send_errors.fetch_add(1, Relaxed);
+                    }
+                }
+            };
+            send_all(&mut core);
+            if stopping {
+                // The goodbye's later rounds (the last batches and Bye again, 10 ms apart),
+                // within GOODBYE_WAIT: deactivating the plugin waits for this thread.
+                let deadline = now.saturating_add(GOODBYE_WAIT_NS);
+                while let Some(t) = core.poll_timeout().filter(|&t| t <= deadline) {
+                    let wait = t.saturating_sub(clock::now_ns());
+                    tokio::time::sleep(Duration::from_nanos(wait)).await;
+                    core.handle_timeout(clock::now_ns());
+                    send_all(&mut core);
                 }
             }
             let clock_status = core.clock_status(now);

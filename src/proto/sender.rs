@@ -18,7 +18,9 @@
 //!   program), once a second and shortly after playing stops (RTP-MIDI's recovery journal
 //!   idea, RFC 6295): the Receiver ends notes whose note-off was lost.
 //! - **ClockReports**: the clock estimate (direct exchange once converged, else NTP).
-//! - On [`SenderCore::close`]: note-offs for what it held, then **Bye**.
+//! - On [`SenderCore::close`]: note-offs for what it held, then **Bye**; then, [`BYE_SPACING_NS`]
+//!   apart, the last batches and the Bye again, [`BYE_ROUNDS`] times in all, so that a burst
+//!   of loss does not leave its notes to the Receiver's silence timeout.
 
 use super::event::{MidiMessage, TimedMessage};
 use super::receiver::NtpOffset;
@@ -37,6 +39,12 @@ pub const STATE_INTERVAL_NS: u64 = 1_000_000_000;
 pub const IDLE_STATE_DELAY_NS: u64 = 50_000_000;
 /// Spacing of the repeat-only datagrams after the last batch, ns.
 pub const TAIL_REPEAT_NS: u64 = 10_000_000;
+/// Times the goodbye (the last batches, then Bye) is sent when the Sender closes: a burst of
+/// loss shorter than the rounds' span cannot take them all.
+pub const BYE_ROUNDS: usize = 3;
+/// Time between the goodbye's rounds, ns: the rounds span 20 ms, so the network thread still
+/// stops promptly (it waits at most 50 ms for them).
+pub const BYE_SPACING_NS: u64 = 10_000_000;
 /// Batches repeated in each datagram unless configured otherwise.
 pub const DEFAULT_REDUNDANCY: usize = 2;
 /// Most batches that can be repeated.
@@ -183,8 +191,12 @@ pub struct SenderCore {
     state_pending: bool,
     /// `close` was called.
     closed: bool,
-    /// The Bye is still to be sent.
+    /// A Bye is to be sent now.
     bye_pending: bool,
+    /// Goodbye rounds still to come after the first (see [`BYE_ROUNDS`]).
+    bye_left: usize,
+    /// When the next goodbye round is due.
+    next_bye: u64,
     /// Filter of the direct clock exchange.
     filter: ClockFilter,
     /// `t1` of the last requests, to match replies.
@@ -244,6 +256,8 @@ impl SenderCore {
             state_pending: false,
             closed: false,
             bye_pending: false,
+            bye_left: 0,
+            next_bye: 0,
             filter: ClockFilter::new(),
             outstanding: [u64::MAX; OUTSTANDING],
             recent_sends: [u64::MAX; RECENT_SENDS],
@@ -498,6 +512,13 @@ impl SenderCore {
     /// Time has reached `now`: schedules heartbeats, repeats, clock requests and reports.
     pub fn handle_timeout(&mut self, now: u64) {
         if self.closed {
+            if self.bye_left > 0 && now >= self.next_bye {
+                // Another goodbye round: the last batches again, then Bye.
+                self.bye_left -= 1;
+                self.next_bye = now.saturating_add(BYE_SPACING_NS);
+                self.tail_pending = true;
+                self.bye_pending = true;
+            }
             return;
         }
         self.drop_stale(now);
@@ -537,7 +558,7 @@ impl SenderCore {
     /// When `handle_timeout` wants to be called next.
     pub fn poll_timeout(&self) -> Option<u64> {
         if self.closed {
-            return None;
+            return (self.bye_left > 0).then_some(self.next_bye);
         }
         let mut t = self.next_state.unwrap_or(0).min(self.next_time_request);
         if let Some(i) = self.idle_state_at {
@@ -564,8 +585,9 @@ impl SenderCore {
 
     fn next_datagram(&mut self, now: u64) -> Option<Datagram> {
         if self.closed && !self.bye_pending {
-            // The Bye went out: nothing follows it (a clock answer arriving after it must
-            // not send a report, which the Receiver would take for a new sender).
+            // The Bye went out: nothing follows it but its own repeats (a clock answer
+            // arriving after it must not send a report, which the Receiver would take for a
+            // new sender).
             return None;
         }
         if self.request_pending && !self.closed {
@@ -592,7 +614,7 @@ impl SenderCore {
             self.state_pending = false;
             return Some(self.state_datagram(now));
         }
-        if let Some(r) = self.report_pending.take() {
+        if let Some(r) = self.report_pending.take().filter(|_| !self.closed) {
             let seq = self.next_seq();
             let d = wire::encode_clock_report(self.sender_id, seq, self.prelude(now), &r);
             return Some(self.finish(d));
@@ -754,8 +776,9 @@ impl SenderCore {
     }
 
     /// The Sender is going away at `now`: releases what it holds (note-offs, pedal up, bend
-    /// centred, stamped `now`), sends what is pending and says goodbye. Nothing more is
-    /// produced after this.
+    /// centred, stamped `now`), sends what is pending and says goodbye, then repeats the last
+    /// batches and the goodbye at [`SenderCore::poll_timeout`] ([`BYE_ROUNDS`] rounds,
+    /// [`BYE_SPACING_NS`] apart). Nothing else is produced after this.
     pub fn close(&mut self, now: u64) {
         if self.closed {
             return;
@@ -763,10 +786,15 @@ impl SenderCore {
         let held = self.pushed_state;
         held.release_all(|msg| self.push_event(TimedMessage { time_ns: now, msg }));
         self.end_block();
+        // The final batch is repeated in the later rounds even without redundancy.
+        self.redundancy = self.redundancy.max(1);
         self.closed = true;
         self.bye_pending = true;
+        self.bye_left = BYE_ROUNDS - 1;
+        self.next_bye = now.saturating_add(BYE_SPACING_NS);
         self.state_pending = false;
         self.tail_left = 0;
+        self.tail_pending = false;
     }
 
     /// Counters so far.

@@ -353,9 +353,55 @@ fn close_releases_what_is_held_then_says_bye() {
         ]
     );
     assert_eq!(out[1].sent_ns, Some(t + MS));
+    // The goodbye is repeated: the last batches (the note-offs among them) and the Bye,
+    // BYE_SPACING_NS apart, BYE_ROUNDS times in all; then nothing.
+    let mut at = t + MS;
+    for _ in 1..BYE_ROUNDS {
+        assert_eq!(s.poll_timeout(), Some(at + BYE_SPACING_NS));
+        s.handle_timeout(at + BYE_SPACING_NS - 1);
+        assert!(drain(&mut s, at + BYE_SPACING_NS - 1, None).is_empty());
+        at += BYE_SPACING_NS;
+        s.handle_timeout(at);
+        let out = drain(&mut s, at, None);
+        let kinds: Vec<_> = out.iter().map(|d| d.ty).collect();
+        assert_eq!(kinds, vec![PacketType::Events, PacketType::Bye]);
+        assert!(out[0].events.iter().any(|e| e.1.msg == note(false, 60)));
+    }
     assert_eq!(s.poll_timeout(), None);
-    s.handle_timeout(t + 10 * MS);
-    assert!(drain(&mut s, t + 10 * MS, None).is_empty());
+    s.handle_timeout(at + 100 * MS);
+    assert!(drain(&mut s, at + 100 * MS, None).is_empty());
+}
+
+#[test]
+fn without_redundancy_the_goodbye_still_repeats_the_note_offs() {
+    let (mut s, t) = connected(None);
+    s.set_redundancy(0);
+    drain(&mut s, t, None);
+    s.push_event(TimedMessage {
+        time_ns: t,
+        msg: note(true, 64),
+    });
+    s.end_block();
+    drain(&mut s, t, None);
+    s.close(t + MS);
+    let mut offs = 0;
+    let mut byes = 0;
+    let mut at = t + MS;
+    loop {
+        for o in drain(&mut s, at, None) {
+            offs += o
+                .events
+                .iter()
+                .filter(|e| e.1.msg == note(false, 64))
+                .count();
+            byes += usize::from(o.ty == PacketType::Bye);
+        }
+        let Some(next) = s.poll_timeout() else { break };
+        at = next;
+        s.handle_timeout(at);
+    }
+    assert_eq!((offs, byes), (BYE_ROUNDS, BYE_ROUNDS));
+    assert!(at - (t + MS) <= 2 * BYE_SPACING_NS);
 }
 
 #[test]
@@ -488,6 +534,15 @@ fn nothing_follows_the_bye_not_even_a_late_clock_answer() {
     reply(&mut s, t1, t1 + 2 * MS, 9, None);
     s.handle_timeout(t1 + 3 * MS);
     assert_eq!(drain(&mut s, t1 + 3 * MS, None), Vec::new());
+    // Nor with the goodbye's repeats: they are Byes alone (nothing was played).
+    let mut at = t1 + MS;
+    while let Some(next) = s.poll_timeout() {
+        at = next;
+        s.handle_timeout(at);
+        let kinds: Vec<_> = drain(&mut s, at, None).iter().map(|o| o.ty).collect();
+        assert_eq!(kinds, vec![PacketType::Bye]);
+    }
+    assert!(at > t1 + MS);
 }
 
 #[test]
