@@ -75,8 +75,11 @@ pub struct SenderShared {
     state: AtomicU8,
     /// Events the audio thread queued.
     pub events_queued: AtomicU64,
-    /// Events the audio thread dropped because the queue was full.
+    /// Events the audio thread dropped because the queue was full (note-offs excepted: they
+    /// wait for the next block).
     pub events_dropped: AtomicU64,
+    /// Note-offs the audio thread could not queue at once and queued at a later block.
+    pub note_offs_deferred: AtomicU64,
     /// Events put into datagrams by the network thread.
     pub events_sent: AtomicU64,
     /// Datagrams sent.
