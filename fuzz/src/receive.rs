@@ -502,7 +502,10 @@ impl Run {
                 }
             }
         }
-        assert!(self.core.pending_items() <= MAX_PENDING, "queue past its bound");
+        assert!(
+            self.core.pending_items() <= MAX_PENDING,
+            "queue past its bound"
+        );
         let table = self.core.peers();
         assert!(table.len() <= MAX_PEERS);
         assert!(table.tombstones() <= 2 * TOMBSTONES);
