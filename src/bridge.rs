@@ -6,7 +6,8 @@
 //! the audio thread.
 
 use crate::proto::event::TimedMessage;
-use crate::proto::receiver::{ScheduledEvent, REJECT_REASONS};
+use crate::proto::peers::MAX_PEERS;
+use crate::proto::receiver::{ScheduledEvent, EVENT_DROPS, REJECT_REASONS};
 use crate::proto::sender::ClockStatus;
 use crate::proto::wire::ClockSource;
 use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, AtomicU8, Ordering::Relaxed};
@@ -74,8 +75,11 @@ pub struct SenderShared {
     state: AtomicU8,
     /// Events the audio thread queued.
     pub events_queued: AtomicU64,
-    /// Events the audio thread dropped because the queue was full.
+    /// Events the audio thread dropped because the queue was full (note-offs excepted: they
+    /// wait for the next block).
     pub events_dropped: AtomicU64,
+    /// Note-offs the audio thread could not queue at once and queued at a later block.
+    pub note_offs_deferred: AtomicU64,
     /// Events put into datagrams by the network thread.
     pub events_sent: AtomicU64,
     /// Datagrams sent.
@@ -134,10 +138,18 @@ pub struct ReceiverShared {
     pub datagrams: AtomicU64,
     /// Events handed to the audio thread.
     pub events: AtomicU64,
-    /// Rejected datagrams by reason (index: `RejectReason as usize`).
+    /// Rejected datagrams by reason (index: `RejectReason as usize`). Written by the network
+    /// thread.
     pub rejected: [AtomicU64; REJECT_REASONS],
+    /// Events of accepted datagrams the network thread did not hand on, by reason (index:
+    /// `EventDrop as usize`). Written by the network thread.
+    pub events_dropped: [AtomicU64; EVENT_DROPS],
     /// Events the audio thread played after their time (at offset 0 of a later block).
     pub late: AtomicU64,
+    /// The same, per peer slot (index: the slot of [`ScheduledEvent::peer`]; the local slot
+    /// is not counted here). Written by the audio thread, read by the network thread, which
+    /// subtracts each peer's count at its join.
+    pub late_by_slot: [AtomicU64; MAX_PEERS],
     /// Items the stuck-note guard dropped as stale (older than what it already played).
     pub stale: AtomicU64,
     /// Notes the Receiver ended itself (lost note-offs, departed peers, panic, reset).
@@ -163,6 +175,19 @@ pub struct ReceiverShared {
 }
 
 impl ReceiverShared {
+    /// Counts one event of slot `peer` played late (audio thread).
+    pub fn count_late(&self, peer: u8) {
+        self.late.fetch_add(1, Relaxed);
+        if let Some(c) = self.late_by_slot.get(peer as usize) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The late counts of every slot (network thread).
+    pub fn late_by_slot(&self) -> [u64; MAX_PEERS] {
+        std::array::from_fn(|i| self.late_by_slot[i].load(Relaxed))
+    }
+
     /// Current state.
     pub fn state(&self) -> NetState {
         NetState::from_u8(self.state.load(Relaxed))

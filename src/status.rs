@@ -193,6 +193,9 @@ pub struct ReceiverStatus {
     pub history: Vec<HistoryPoint>,
     /// Rejected datagrams by reason: `(label, count)`, every reason listed.
     pub rejected: Vec<(&'static str, u64)>,
+    /// Events of accepted datagrams that were not played, by reason: `(label, count)`, every
+    /// reason listed (a full queue to the audio thread, an origin time outside the window).
+    pub events_dropped: Vec<(&'static str, u64)>,
     /// Datagrams accepted.
     pub datagrams: u64,
     /// Events handed to the audio thread.
@@ -220,6 +223,9 @@ pub enum LinkState {
     NoReply,
     /// The Receiver refused us: the room code differs.
     Refused,
+    /// The room code set cannot be used (it does not parse, or no key could be derived from
+    /// it; the text says why): nothing is sent until it is corrected.
+    BadRoomCode(String),
     /// The Receiver answers.
     Connected,
 }

@@ -59,7 +59,7 @@ fn seven(u: &mut Unstructured<'_>, wild: bool) -> Result<u8> {
     }
 }
 
-/// A channel or key that may be the wildcard.
+/// A channel or key that may be the wildcard (only a note-off's may be, unless wild).
 fn maybe(
     u: &mut Unstructured<'_>,
     wild: bool,
@@ -67,6 +67,20 @@ fn maybe(
 ) -> Result<Option<u8>> {
     if one_in(u, 8)? {
         Ok(None)
+    } else {
+        f(u, wild).map(Some)
+    }
+}
+
+/// The channel or key of a note-on or key pressure: a wildcard only when wild (a wildcard
+/// names no note that could be ended: the decoder refuses it).
+fn note_part(
+    u: &mut Unstructured<'_>,
+    wild: bool,
+    f: fn(&mut Unstructured<'_>, bool) -> Result<u8>,
+) -> Result<Option<u8>> {
+    if wild {
+        maybe(u, wild, f)
     } else {
         f(u, wild).map(Some)
     }
@@ -94,8 +108,8 @@ fn sysex(u: &mut Unstructured<'_>, wild: bool) -> Result<SysEx> {
 pub fn midi(u: &mut Unstructured<'_>, wild: bool) -> Result<MidiMessage> {
     Ok(match u.int_in_range(0u8..=7)? {
         0 => MidiMessage::NoteOn {
-            channel: maybe(u, wild, channel)?,
-            key: maybe(u, wild, seven)?,
+            channel: note_part(u, wild, channel)?,
+            key: note_part(u, wild, seven)?,
             velocity: unit(u, wild)?,
             voice_id: u.arbitrary()?,
         },
@@ -106,8 +120,8 @@ pub fn midi(u: &mut Unstructured<'_>, wild: bool) -> Result<MidiMessage> {
             voice_id: u.arbitrary()?,
         },
         2 => MidiMessage::PolyPressure {
-            channel: maybe(u, wild, channel)?,
-            key: maybe(u, wild, seven)?,
+            channel: note_part(u, wild, channel)?,
+            key: note_part(u, wild, seven)?,
             pressure: unit(u, wild)?,
             voice_id: u.arbitrary()?,
         },

@@ -16,7 +16,8 @@
 //!   unsealed header; a clock answer is sealed when the room has a key and carries our
 //!   epoch; an answer to an accepted datagram is no larger than it (no amplification);
 //! - at most [`MAX_EVENTS_PER_DATAGRAM`] items per datagram and [`MAX_PEERS`] per clock step
-//!   (when drained; when not, at most [`MAX_PENDING`] plus one end per departed peer in all);
+//!   (when drained; when not, never more than [`MAX_PENDING`] waiting, ends of departed
+//!   peers included: at most one per slot);
 //!   every scheduled message is valid MIDI 1.0 and every snapshot in range; each event the
 //!   Receiver counts is handed on exactly once;
 //! - joins and leaves match the peer table slot for slot; never more than [`MAX_PEERS`]
@@ -30,7 +31,7 @@ use arbitrary::{Result, Unstructured};
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use udp_midi::audio::voices::Voices;
-use udp_midi::proto::peers::MAX_PEERS;
+use udp_midi::proto::peers::{MAX_PEERS, TOMBSTONES};
 use udp_midi::proto::receiver::{
     push_history, Item, NtpOffset, PeerEvent, ReceiverConfig, ReceiverCore, Reject, RejectReason,
     ScheduledEvent, MAX_PENDING,
@@ -99,7 +100,7 @@ struct Run {
     drain: bool,
     /// Events the Receiver had counted as handed on at the last drain.
     counted: u64,
-    /// Peers that left, whose ends are never dropped.
+    /// Peers that left.
     departures: usize,
     /// Scratch for opening replies.
     scratch: [u8; MAX_ACCEPTED_DATAGRAM],
@@ -410,9 +411,6 @@ impl Run {
         let after = *self.core.stats();
         for reason in RejectReason::ALL {
             let i = reason as usize;
-            if reason == RejectReason::QueueFull {
-                continue;
-            }
             let expected = match r {
                 Err(e) if RejectReason::from(e) == reason => 1,
                 _ => 0,
@@ -504,8 +502,13 @@ impl Run {
                 }
             }
         }
+        assert!(
+            self.core.pending_items() <= MAX_PENDING,
+            "queue past its bound"
+        );
         let table = self.core.peers();
         assert!(table.len() <= MAX_PEERS);
+        assert!(table.tombstones() <= 2 * TOMBSTONES);
         self.summary.most_peers = self.summary.most_peers.max(table.len());
         self.summary.accepted = self.core.stats().datagrams;
         self.summary.events = self.core.stats().events;
@@ -551,10 +554,7 @@ impl Run {
             midi += u64::from(matches!(ev.item, Item::Midi(_)));
             check_item(&ev, voices);
         }
-        assert!(
-            items <= MAX_PENDING + self.departures,
-            "{items} items queued"
-        );
+        assert!(items <= MAX_PENDING, "{items} items queued");
         assert_eq!(
             midi,
             self.core.stats().events,

@@ -9,7 +9,9 @@
 //! - everything it sends decodes (sealed with its key when it has one), carries its id and
 //!   strictly increasing sequence numbers, fits [`MAX_DATAGRAM`], and holds only valid MIDI,
 //!   in-range snapshots and clock reports a Receiver accepts;
-//! - after its Bye, nothing more.
+//! - after its first Bye, only the goodbye's repeats: repeats of events already sent, and at
+//!   most [`BYE_ROUNDS`] Byes in all; no heartbeat, report or clock request;
+//! - once the goodbye is done, it asks for no more wake-ups.
 
 use crate::craft::{key, one_in, other_key, valid_midi};
 use crate::receive::tamper;
@@ -17,7 +19,7 @@ use arbitrary::{Result, Unstructured};
 use udp_midi::proto::event::TimedMessage;
 use udp_midi::proto::receiver::NtpOffset;
 use udp_midi::proto::seal::RoomKey;
-use udp_midi::proto::sender::SenderCore;
+use udp_midi::proto::sender::{SenderCore, BYE_ROUNDS};
 use udp_midi::proto::wire::{
     decode_body, decode_header, encode_bye, encode_events, encode_refused, encode_time_reply,
     open_body, Body, Datagram, PacketType, Prelude, TimeReply, FLAG_SEALED, MAX_ACCEPTED_DATAGRAM,
@@ -55,8 +57,10 @@ struct Run {
     sends: Vec<u64>,
     /// Sequence number of its last datagram.
     last_seq: Option<u64>,
-    /// The Bye went out.
-    said_bye: bool,
+    /// Byes that went out.
+    byes: usize,
+    /// One past the highest event number sent before the first Bye.
+    events_before_bye: u64,
     /// The Receiver's next datagram number.
     receiver_seq: u64,
     /// Datagrams delivered, for replays.
@@ -109,7 +113,8 @@ impl Run {
             requests: Vec::with_capacity(REMEMBERED),
             sends: Vec::with_capacity(REMEMBERED),
             last_seq: None,
-            said_bye: false,
+            byes: 0,
+            events_before_bye: 0,
             receiver_seq: 0,
             history: Vec::new(),
             scratch: [0; MAX_ACCEPTED_DATAGRAM],
@@ -126,6 +131,9 @@ impl Run {
                 self.now = self.now.saturating_add(dt).min(NOW_MAX);
                 self.core.handle_timeout(self.now);
                 self.transmit();
+                if self.byes == BYE_ROUNDS {
+                    assert_eq!(self.core.poll_timeout(), None, "woken after the goodbye");
+                }
             }
             3 => {
                 for _ in 0..u.int_in_range(1..=24)? {
@@ -318,7 +326,11 @@ impl Run {
             let b = d.as_bytes();
             assert!(b.len() <= MAX_DATAGRAM);
             let (h, _) = decode_header(b).expect("own datagram's header");
-            assert!(!self.said_bye, "a {:?} after the Bye", h.packet_type);
+            assert!(
+                self.byes == 0 || matches!(h.packet_type, PacketType::Events | PacketType::Bye),
+                "a {:?} after the Bye",
+                h.packet_type
+            );
             assert_eq!(h.sender_id, SENDER_ID);
             assert!(
                 self.last_seq.is_none_or(|s| h.seq > s),
@@ -344,8 +356,16 @@ impl Run {
                 .sent_ns;
             assert_eq!(sent, self.now);
             match body {
-                Body::Events { .. } => {
+                Body::Events {
+                    first_event_seq, ..
+                } => {
                     assert!(events.iter().all(|e| e.msg.is_valid()));
+                    let end = first_event_seq + events.len() as u64;
+                    if self.byes == 0 {
+                        self.events_before_bye = self.events_before_bye.max(end);
+                    } else {
+                        assert!(end <= self.events_before_bye, "new events after the Bye");
+                    }
                 }
                 Body::State(s) => {
                     assert!(s.name.len() <= NAME_MAX);
@@ -354,7 +374,10 @@ impl Run {
                 Body::ClockReport { report, .. } => {
                     assert!(report.skew_ppb.unsigned_abs() <= MAX_SKEW_PPB as u64);
                 }
-                Body::Bye { .. } => self.said_bye = true,
+                Body::Bye { .. } => {
+                    self.byes += 1;
+                    assert!(self.byes <= BYE_ROUNDS, "{} Byes", self.byes);
+                }
                 Body::TimeRequest { .. } => {}
                 Body::TimeReply { .. } | Body::Refused => {
                     panic!("a Sender sent {:?}", h.packet_type)

@@ -246,7 +246,7 @@ impl ReceiverAudio {
         shared.notes_ended.fetch_add(out.ended as u64, Relaxed);
         if out.emitted > 0 {
             if late && matches!(ev.item, Item::Midi(_)) {
-                shared.late.fetch_add(1, Relaxed);
+                shared.count_late(ev.peer);
             }
             self.gate
                 .played(start + (offset as f64 * nps).round() as u64);

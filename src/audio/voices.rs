@@ -29,8 +29,8 @@ pub const LOCAL_SLOT: u8 = MAX_PEERS as u8;
 /// One peer's output state.
 #[derive(Clone, Debug)]
 struct Slot {
-    /// Generation of the peer this slot currently plays for.
-    gen: u16,
+    /// Generation of the peer this slot currently plays for (generations only grow).
+    gen: u64,
     /// Whether a peer of generation `gen` is playing (false: empty or ended).
     active: bool,
     /// Items numbered below this are stale (a snapshot covered them).
@@ -188,12 +188,12 @@ impl Voices {
         };
         let mut ended = 0;
         if ev.gen != slot.gen || !slot.active {
-            let newer = (ev.gen.wrapping_sub(slot.gen) as i16) > 0;
-            if ev.item == Item::EndPeer || !newer {
+            if ev.gen <= slot.gen {
                 // The end of a peer already ended, or a straggler of an older one.
                 return dropped;
             }
-            // A new peer in this slot: whatever the old one left sounding ends now.
+            // A new peer in this slot, or the end of one (an end replaces the ends of the
+            // slot's earlier peers): whatever an older one left sounding ends now.
             ended += slot.release(&mut send);
             slot.clear();
             slot.gen = ev.gen;
@@ -341,6 +341,10 @@ fn play(slot: &mut Slot, seq: u64, m: &MidiMessage, emit: &mut impl FnMut(MidiMe
             emit(*m);
             true
         }
+        // A note-on or key pressure without a real channel and key names no note that could
+        // be tracked and ended: never played (the decoder refuses them too).
+        MidiMessage::NoteOn { .. } | MidiMessage::PolyPressure { channel: None, .. } => false,
+        MidiMessage::PolyPressure { key: None, .. } => false,
         _ => {
             emit(*m);
             true

@@ -160,6 +160,7 @@ pub fn receiver_status() -> ReceiverStatus {
         },
         history,
         rejected,
+        events_dropped: Vec::new(),
         datagrams: 18_412,
         events: 24_930,
         late: 21,

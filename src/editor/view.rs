@@ -366,6 +366,13 @@ pub fn link(s: &SenderStatus) -> (Cell, Option<String>) {
             Cell::new("Refused: wrong room code", Tone::Bad),
             Some("Ask the host for the room code their Receiver shows.".into()),
         ),
+        LinkState::BadRoomCode(why) => (
+            Cell::new(
+                format!("Not sending: room code unusable ({why})"),
+                Tone::Bad,
+            ),
+            Some("Type the room code the host's Receiver shows, or leave it empty.".into()),
+        ),
         LinkState::Connected => (Cell::new(format!("Connected to {dest}"), Tone::Good), None),
         // A state for "the room code is invalid: not sending" is to come from the network
         // thread; it belongs here, as a `Tone::Bad` headline with a hint to fix the code.

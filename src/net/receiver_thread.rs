@@ -5,10 +5,11 @@
 use super::{clock, ntp, room_file};
 use crate::bridge::{NetState, ReceiverShared};
 use crate::proto::receiver::{
-    push_history, NtpOffset, PeerEvent, ReceiverConfig, ReceiverCore, RejectReason, ScheduledEvent,
+    push_history, EventDrop, NtpOffset, PeerEvent, ReceiverConfig, ReceiverCore, RejectReason,
+    ScheduledEvent,
 };
 use crate::proto::room::RoomCode;
-use crate::proto::seal::RoomKey;
+use crate::proto::seal::{KeyError, RoomKey};
 use crate::settings::ReceiverSettings;
 use crate::status::{Command, Commands, ListenState, Published, ReceiverStatus};
 use crate::ReceiverParams;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 /// Housekeeping period: peer time-outs, the playout delay, settings changes, retrying a busy
 /// port, and moving items the audio queue could not take yet.
@@ -78,15 +80,32 @@ async fn recv(socket: &Option<UdpSocket>, buf: &mut [u8]) -> std::io::Result<(us
     }
 }
 
-/// The room key of these settings (slow: Argon2id), and the code in its grouped form. An
-/// unreadable code (a hand-edited project) gets a fresh one, so the room is never left open
-/// by accident.
-fn room_of(s: &ReceiverSettings) -> (RoomKey, String) {
-    let code = RoomCode::parse(&s.room).unwrap_or_else(|e| {
+/// The room code of these settings in its grouped form. An unreadable code (a hand-edited
+/// project) gets a fresh one, so the room is never left open by accident.
+fn code_of(s: &ReceiverSettings) -> RoomCode {
+    RoomCode::parse(&s.room).unwrap_or_else(|e| {
         nice_plug::nice_warn!("udp-midi receiver: room code unusable ({e}); using a new one");
         RoomCode::random()
-    });
-    (RoomKey::derive(&code), code.to_string())
+    })
+}
+
+/// A room key being derived on tokio's blocking pool (Argon2id takes about 22 ms optimised,
+/// far more in a debug build): the loop keeps serving meanwhile.
+struct Deriving {
+    /// The code it is derived from, grouped (for the room file once it is in force).
+    code: String,
+    /// The derivation.
+    task: JoinHandle<Result<RoomKey, KeyError>>,
+}
+
+impl Deriving {
+    /// Starts deriving the key of `code`.
+    fn start(code: RoomCode) -> Self {
+        Self {
+            code: code.to_string(),
+            task: tokio::task::spawn_blocking(move || RoomKey::derive(&code)),
+        }
+    }
 }
 
 impl ReceiverThread {
@@ -96,12 +115,16 @@ impl ReceiverThread {
         let mut current = settings.get();
         let mut port = current.port;
         let mut generation = settings.generation();
-        let (key, mut code) = room_of(&current);
+        // The key is derived off the loop; the port is bound once the first one is ready, so
+        // that no datagram arrives before the room can check it. `code` is the code in force
+        // (the one in the room file).
+        let mut deriving = Some(Deriving::start(code_of(&current)));
+        let mut code = String::new();
         let (margin, mode) = self.params.playout();
         let mut core = ReceiverCore::new(ReceiverConfig {
             receiver_id: rand::random(),
             epoch: rand::random(),
-            key: Some(key),
+            key: None,
             open_room: current.open_room,
             margin_ns: margin,
             mode,
@@ -133,14 +156,16 @@ impl ReceiverThread {
                     port = new.port;
                     next_bind = 0;
                 }
-                if (new.room.as_str(), new.open_room) != (current.room.as_str(), current.open_room)
-                {
-                    let (key, c) = room_of(&new);
-                    core.set_room(Some(key), new.open_room);
-                    if socket.is_some() {
-                        let _ = room_file::write(port, &c);
+                if new.room != current.room {
+                    // The old key stays in force until the new one is ready (a few ms).
+                    if let Some(d) = deriving.take() {
+                        d.task.abort();
                     }
-                    code = c;
+                    deriving = Some(Deriving::start(code_of(&new)));
+                }
+                if new.open_room != current.open_room {
+                    let key = core.config().key.clone();
+                    core.set_room(key, new.open_room);
                 }
                 if new.ntp_server != current.ntp_server {
                     ntp_task.abort();
@@ -150,6 +175,32 @@ impl ReceiverThread {
                     core.set_ntp(None);
                 }
                 current = new;
+            }
+            if deriving.as_ref().is_some_and(|d| d.task.is_finished()) {
+                let d = deriving.take().expect("checked just above");
+                let key = match d.task.await {
+                    Ok(Ok(k)) => Some(k),
+                    Ok(Err(e)) => {
+                        // No key: sealed datagrams are refused ("sealed, no key"); the room
+                        // never opens by accident.
+                        nice_plug::nice_error!("udp-midi receiver: {e}; the room stays closed");
+                        None
+                    }
+                    Err(e) => {
+                        nice_plug::nice_error!("udp-midi receiver: room key task failed: {e}");
+                        None
+                    }
+                };
+                core.set_room(key, current.open_room);
+                if d.code != code {
+                    // A new code: whoever was kicked may come back with it.
+                    core.forgive_kicked();
+                }
+                if socket.is_some() && d.code != code {
+                    room_file::remove(port, &code);
+                    let _ = room_file::write(port, &d.code);
+                }
+                code = d.code;
             }
             if let Some(n) = *ntp_rx.borrow() {
                 core.set_ntp(Some(NtpOffset {
@@ -161,7 +212,8 @@ impl ReceiverThread {
             core.set_playout(margin, mode);
             core.set_timeout(self.params.timeout_ns());
             core.set_block(self.shared.block_ns.load(Relaxed));
-            if socket.is_none() && now >= next_bind {
+            core.set_audio_late(self.shared.late_by_slot());
+            if socket.is_none() && now >= next_bind && !code.is_empty() {
                 match bind(port) {
                     Ok(s) => {
                         socket = Some(s);
@@ -292,6 +344,9 @@ impl ReceiverThread {
             .store(core.playout_delay(), Relaxed);
         for r in RejectReason::ALL {
             self.shared.rejected[r as usize].store(s.rejected[r as usize], Relaxed);
+        }
+        for r in EventDrop::ALL {
+            self.shared.events_dropped[r as usize].store(s.dropped[r as usize], Relaxed);
         }
     }
 }

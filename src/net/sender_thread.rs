@@ -6,7 +6,7 @@ use super::{clock, ntp, room_file};
 use crate::bridge::{NetState, SenderMsg, SenderShared};
 use crate::proto::receiver::NtpOffset;
 use crate::proto::room::RoomCode;
-use crate::proto::seal::RoomKey;
+use crate::proto::seal::{KeyError, RoomKey};
 use crate::proto::sender::{Link, SenderCore};
 use crate::proto::wire::ClockSource as WireSource;
 use crate::settings::{SenderSettings, Settings};
@@ -33,6 +33,9 @@ const ROOM_FILE_EVERY_NS: u64 = 2_000_000_000;
 const ROOM_FILE_RETRY_NS: u64 = 100_000_000;
 /// How often the editor's snapshot is refreshed.
 const PUBLISH_EVERY_NS: u64 = 250_000_000;
+/// Longest the thread stays, once asked to stop, to send the goodbye's repeats
+/// ([`crate::proto::sender::BYE_ROUNDS`] rounds spanning 20 ms), ns.
+const GOODBYE_WAIT_NS: u64 = 50_000_000;
 
 /// Everything the thread needs, moved into it at start.
 pub struct SenderThread {
@@ -99,21 +102,64 @@ async fn socket_for(dest: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::bind(any).await
 }
 
-/// The room code to use: the one set (`Some(None)` when it does not parse), or, when none is
-/// set and the Receiver is on this machine, the one in its room file (`None`: no file now,
-/// keep what was found before: the Receiver is restarting).
-fn code_for(s: &SenderSettings, dest: Option<SocketAddr>) -> Option<Option<RoomCode>> {
+/// Which room code the settings call for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum CodeChoice {
+    /// This code.
+    Code(RoomCode),
+    /// None: plain datagrams, for an open room (no code set, and no local Receiver's file).
+    NoCode,
+    /// The local Receiver's room file is missing right now (it is restarting): keep what was
+    /// found before.
+    Keep,
+    /// The code set does not parse (the text says why): nothing may be sent, not even plain
+    /// (an open room would take plain datagrams, and the player meant a closed one).
+    Bad(String),
+}
+
+/// The room code to use: the one set, or, when none is set and the Receiver is on this
+/// machine, the one in its room file.
+fn code_for(s: &SenderSettings, dest: Option<SocketAddr>) -> CodeChoice {
     if !s.room.trim().is_empty() {
-        return Some(RoomCode::parse(&s.room).ok());
+        return match RoomCode::parse(&s.room) {
+            Ok(c) => CodeChoice::Code(c),
+            Err(e) => CodeChoice::Bad(e.to_string()),
+        };
     }
     let Some(d) = dest else {
-        return Some(None);
+        return CodeChoice::NoCode;
     };
     if !d.ip().is_loopback() {
-        return Some(None);
+        return CodeChoice::NoCode;
     }
-    let found = RoomCode::parse(&room_file::read(d.port())?).ok()?;
-    Some(Some(found))
+    match room_file::read(d.port()).map(|t| RoomCode::parse(&t)) {
+        Some(Ok(c)) => CodeChoice::Code(c),
+        _ => CodeChoice::Keep,
+    }
+}
+
+/// Where the room key stands. Nothing is sent unless it is [`KeyState::Ready`].
+enum KeyState {
+    /// Nothing decided yet (the first look at the settings is still to come).
+    Unknown,
+    /// The key of this code (or no code) is in the core.
+    Ready(Option<RoomCode>),
+    /// Deriving the key of this code on tokio's blocking pool (Argon2id: about 22 ms
+    /// optimised), while the loop keeps serving.
+    Deriving(RoomCode, JoinHandle<Result<RoomKey, KeyError>>),
+    /// No usable key (an unreadable code, or the derivation failed): the text says why.
+    Unusable(String),
+}
+
+impl KeyState {
+    /// The code the current or coming key is for (`None`: no code, or none usable).
+    fn code(&self) -> Option<&RoomCode> {
+        match self {
+            Self::Ready(c) => c.as_ref(),
+            Self::Deriving(c, _) => Some(c),
+            Self::Unknown | Self::Unusable(_) => None,
+        }
+    }
 }
 
 impl SenderThread {
@@ -125,7 +171,7 @@ impl SenderThread {
         core.set_redundancy(settings.redundancy as usize);
         let mut dest = resolve(&settings);
         let mut resolved_at = clock::now_ns();
-        let mut code: Option<RoomCode> = None;
+        let mut key = KeyState::Unknown;
         let mut code_checked = 0u64;
         let mut socket: Option<(UdpSocket, bool)> = None;
         let mut tick = interval(POLL_INTERVAL);
@@ -220,15 +266,62 @@ impl SenderThread {
                     } else {
                         ROOM_FILE_EVERY_NS
                     };
-                if let Some(c) = code_for(&settings, target) {
-                    if c != code {
-                        core.set_key(c.as_ref().map(RoomKey::derive));
-                        code = c;
+                let choice = code_for(&settings, target);
+                match choice {
+                    CodeChoice::Keep if !matches!(key, KeyState::Unknown) => {}
+                    CodeChoice::Keep | CodeChoice::NoCode => {
+                        if !matches!(key, KeyState::Ready(None)) {
+                            if let KeyState::Deriving(_, t) = &key {
+                                t.abort();
+                            }
+                            core.set_key(None);
+                            key = KeyState::Ready(None);
+                        }
+                    }
+                    CodeChoice::Code(c) => {
+                        let unusable = matches!(key, KeyState::Unusable(_));
+                        if unusable || key.code() != Some(&c) {
+                            if let KeyState::Deriving(_, t) = &key {
+                                t.abort();
+                            }
+                            let job = c.clone();
+                            let task = tokio::task::spawn_blocking(move || RoomKey::derive(&job));
+                            key = KeyState::Deriving(c, task);
+                        }
+                    }
+                    CodeChoice::Bad(why) => {
+                        if let KeyState::Deriving(_, t) = &key {
+                            t.abort();
+                        }
+                        if !matches!(&key, KeyState::Unusable(w) if *w == why) {
+                            nice_plug::nice_warn!("udp-midi sender: room code unusable: {why}");
+                        }
+                        key = KeyState::Unusable(why);
                     }
                 }
             }
+            if let KeyState::Deriving(c, t) = &mut key {
+                if t.is_finished() {
+                    let c = c.clone();
+                    key = match t.await {
+                        Ok(Ok(k)) => {
+                            core.set_key(Some(k));
+                            KeyState::Ready(Some(c))
+                        }
+                        Ok(Err(e)) => {
+                            nice_plug::nice_error!("udp-midi sender: {e}");
+                            KeyState::Unusable(e.to_string())
+                        }
+                        Err(e) => KeyState::Unusable(format!("room key task failed: {e}")),
+                    };
+                }
+            }
+            // Sending waits for the key: without it a datagram would go out plain, which an
+            // open room takes from anyone.
+            let may_send = matches!(key, KeyState::Ready(_));
 
             self.shared.set_state(match (&dest, &socket) {
+                _ if matches!(key, KeyState::Unusable(_)) => NetState::Error,
                 (Dest::Known(_), Some(_)) => NetState::Ready,
                 (Dest::None(_), _) => NetState::Error,
                 _ => NetState::Starting,
@@ -262,15 +355,32 @@ impl SenderThread {
             }
 
             // Send.
-            while let Some(d) = core.poll_transmit(clock::now_ns()) {
-                let sent = match (&socket, target) {
-                    (Some((s, _)), Some(t)) => s.try_send_to(d.as_bytes(), t).is_ok(),
-                    _ => false,
-                };
-                if sent {
-                    self.shared.datagrams_sent.fetch_add(1, Relaxed);
-                } else {
-                    self.shared.send_errors.fetch_add(1, Relaxed);
+            let send_all = |core: &mut SenderCore| {
+                while let Some(d) = may_send
+                    .then(|| core.poll_transmit(clock::now_ns()))
+                    .flatten()
+                {
+                    let sent = match (&socket, target) {
+                        (Some((s, _)), Some(t)) => s.try_send_to(d.as_bytes(), t).is_ok(),
+                        _ => false,
+                    };
+                    if sent {
+                        self.shared.datagrams_sent.fetch_add(1, Relaxed);
+                    } else {
+                        self.shared.send_errors.fetch_add(1, Relaxed);
+                    }
+                }
+            };
+            send_all(&mut core);
+            if stopping {
+                // The goodbye's later rounds (the last batches and Bye again, 10 ms apart),
+                // within GOODBYE_WAIT: deactivating the plugin waits for this thread.
+                let deadline = now.saturating_add(GOODBYE_WAIT_NS);
+                while let Some(t) = core.poll_timeout().filter(|&t| t <= deadline) {
+                    let wait = t.saturating_sub(clock::now_ns());
+                    tokio::time::sleep(Duration::from_nanos(wait)).await;
+                    core.handle_timeout(clock::now_ns());
+                    send_all(&mut core);
                 }
             }
             let clock_status = core.clock_status(now);
@@ -280,12 +390,13 @@ impl SenderThread {
             self.shared.publish_clock(&clock_status);
             if now >= next_publish || stopping {
                 next_publish = now + PUBLISH_EVERY_NS;
-                status.link = match (&dest, core.link()) {
-                    (Dest::None(why), _) => LinkState::NoDestination(why.clone()),
-                    (Dest::Resolving(_), _) => LinkState::NoReply,
-                    (_, Link::NoReply) => LinkState::NoReply,
-                    (_, Link::Connected) => LinkState::Connected,
-                    (_, Link::Refused) => LinkState::Refused,
+                status.link = match (&key, &dest, core.link()) {
+                    (KeyState::Unusable(why), _, _) => LinkState::BadRoomCode(why.clone()),
+                    (_, Dest::None(why), _) => LinkState::NoDestination(why.clone()),
+                    (_, Dest::Resolving(_), _) => LinkState::NoReply,
+                    (_, _, Link::NoReply) => LinkState::NoReply,
+                    (_, _, Link::Connected) => LinkState::Connected,
+                    (_, _, Link::Refused) => LinkState::Refused,
                 };
                 status.destination = target;
                 status.rtt_ns = (clock_status.rtt_ns > 0).then_some(clock_status.rtt_ns);
@@ -313,5 +424,34 @@ impl SenderThread {
         self.shared.set_state(NetState::Stopped);
         status.link = LinkState::Stopped;
         self.status.publish(&status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_room(room: &str) -> SenderSettings {
+        SenderSettings {
+            room: room.into(),
+            ..SenderSettings::default()
+        }
+    }
+
+    #[test]
+    fn a_mistyped_code_is_unusable_not_plain() {
+        let far: SocketAddr = "203.0.113.7:47800".parse().unwrap();
+        // One symbol short, and a symbol that is in no code.
+        for typed in ["7QF2-M9KD-XW3C-T0Z", "7QF2-M9KD-XW3C-T0Z!"] {
+            let c = code_for(&with_room(typed), Some(far));
+            assert!(matches!(c, CodeChoice::Bad(_)), "{typed}: {c:?}");
+        }
+        assert_eq!(
+            code_for(&with_room("7qf2 m9kd xw3c t0zb"), Some(far)),
+            CodeChoice::Code(RoomCode::parse("7QF2-M9KD-XW3C-T0ZB").unwrap())
+        );
+        // No code at all, towards another machine: plain, for an open room.
+        assert_eq!(code_for(&with_room("  "), Some(far)), CodeChoice::NoCode);
+        assert_eq!(code_for(&with_room(""), None), CodeChoice::NoCode);
     }
 }

@@ -64,7 +64,9 @@ impl SysExMessage for SysEx {
 
 /// One MIDI 1.0 message, with the precision nice-plug gives (normalised `f32` values, CLAP
 /// voice ids). `channel` is `0..16`, `key` is `0..128`; `None` is a wildcard ("any channel" /
-/// "any key"), which CLAP hosts may send in note-offs and chokes.
+/// "any key"), which CLAP hosts may send in note-offs (CLAP's `clap_event_note`: -1 matches
+/// every key or channel). Only a note-off may carry one ([`MidiMessage::is_valid`]): a
+/// wildcard note-on or key pressure names no note that anything could later end.
 // The fields are described once in the enum's documentation above.
 // SysEx is stored inline on purpose: boxing would allocate on the audio thread.
 #[allow(missing_docs, clippy::large_enum_variant)]
@@ -269,13 +271,32 @@ impl MidiMessage {
         }
     }
 
+    /// Whether this message ends something a peer may have left sounding: a note-off (or a
+    /// velocity-0 note-on), the sustain pedal released, All Sound Off or All Notes Off. Such
+    /// messages keep places of their own in the queues, so that a full queue never leaves a
+    /// note hanging.
+    pub fn ends_something(&self) -> bool {
+        match *self {
+            Self::NoteOff { .. } => true,
+            Self::NoteOn { velocity, .. } => velocity <= 0.0,
+            Self::ControlChange { cc, value, .. } => {
+                (cc == super::state::CC_SUSTAIN && !super::state::pedal_down(value))
+                    || cc == 120
+                    || cc == super::state::CC_ALL_NOTES_OFF
+            }
+            _ => false,
+        }
+    }
+
     /// Checks the ranges MIDI 1.0 allows (channel `0..16`, key, CC and program `0..128`, values
-    /// finite and in `[0, 1]`). The decoder uses this so that no out-of-range value from the
-    /// network ever reaches the host.
+    /// finite and in `[0, 1]`), and that only a note-off uses wildcards. The decoder uses this
+    /// so that no out-of-range value from the network ever reaches the host.
     pub fn is_valid(&self) -> bool {
         let ch = |c: u8| c < 16;
         let och = |c: Option<u8>| c.is_none_or(ch);
         let okey = |k: Option<u8>| k.is_none_or(|k| k < 128);
+        // A note that can be tracked, and so ended: a real channel and key.
+        let note = |c: Option<u8>, k: Option<u8>| c.is_some_and(ch) && k.is_some_and(|k| k < 128);
         let unit = |v: f32| v.is_finite() && (0.0..=1.0).contains(&v);
         match *self {
             Self::NoteOn {
@@ -283,8 +304,8 @@ impl MidiMessage {
                 key,
                 velocity,
                 ..
-            }
-            | Self::NoteOff {
+            } => note(channel, key) && unit(velocity),
+            Self::NoteOff {
                 channel,
                 key,
                 velocity,
@@ -295,7 +316,7 @@ impl MidiMessage {
                 key,
                 pressure,
                 ..
-            } => och(channel) && okey(key) && unit(pressure),
+            } => note(channel, key) && unit(pressure),
             Self::ControlChange { channel, cc, value } => ch(channel) && cc < 128 && unit(value),
             Self::ChannelPressure { channel, pressure } => ch(channel) && unit(pressure),
             Self::PitchBend { channel, value } => ch(channel) && unit(value),
@@ -325,7 +346,7 @@ mod tests {
     #[test]
     fn note_event_round_trip_every_kind() {
         let sx = SysEx::new(&[0xF0, 0x7E, 0x7F, 0x09, 0x01, 0xF7]).unwrap();
-        let events: [NoteEvent<SysEx>; 9] = [
+        let events: [NoteEvent<SysEx>; 8] = [
             NoteEvent::NoteOn {
                 timing: 3,
                 voice_id: VoiceID::ID(7),
@@ -372,19 +393,50 @@ mod tests {
                 timing: 10,
                 message: sx,
             },
-            NoteEvent::NoteOn {
-                timing: 511,
-                voice_id: VoiceID::Wildcard,
-                channel: Channel::Wildcard,
-                key: Key::Number(0),
-                velocity: 1.0,
-            },
         ];
         for ev in events {
             let (t, m) = MidiMessage::from_note_event(&ev).expect("maps to MIDI");
             assert!(m.is_valid(), "{m:?}");
             assert_eq!(m.to_note_event(t), ev);
         }
+    }
+
+    #[test]
+    fn only_note_offs_may_be_wildcards() {
+        let wild = [(None, Some(60)), (Some(0), None), (None, None)];
+        for (channel, key) in wild {
+            let on = MidiMessage::NoteOn {
+                channel,
+                key,
+                velocity: 1.0,
+                voice_id: None,
+            };
+            let pressure = MidiMessage::PolyPressure {
+                channel,
+                key,
+                pressure: 0.5,
+                voice_id: None,
+            };
+            let off = MidiMessage::NoteOff {
+                channel,
+                key,
+                velocity: 0.0,
+                voice_id: None,
+            };
+            assert!(!on.is_valid(), "{on:?}");
+            assert!(!pressure.is_valid(), "{pressure:?}");
+            assert!(off.is_valid(), "{off:?}");
+        }
+        // A host's wildcard note-on maps, but is not valid (the Sender does not send it).
+        let ev: NoteEvent<SysEx> = NoteEvent::NoteOn {
+            timing: 511,
+            voice_id: VoiceID::Wildcard,
+            channel: Channel::Wildcard,
+            key: Key::Number(0),
+            velocity: 1.0,
+        };
+        let (_, m) = MidiMessage::from_note_event(&ev).unwrap();
+        assert!(!m.is_valid());
     }
 
     #[test]

@@ -20,7 +20,7 @@
 use super::event::{MidiMessage, TimedMessage};
 use super::limit::TokenBucket;
 use super::peers::{ClockBasis, Peer, PeerTable, DEFAULT_PEER_TIMEOUT_NS, MAX_PEERS};
-pub use super::reject::{Reject, RejectReason, REJECT_REASONS};
+pub use super::reject::{EventDrop, Reject, RejectReason, EVENT_DROPS, REJECT_REASONS};
 use super::replay::Verdict;
 use super::seal::RoomKey;
 use super::seen::Seen;
@@ -33,15 +33,34 @@ use crate::timing::playout::{PlayoutDelay, PlayoutMode};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-/// Most items waiting for the network thread to hand them to the audio thread. Past it the
-/// newest are dropped and counted.
+/// Most items waiting for the network thread to hand them to the audio thread (when the
+/// audio thread does not take them: a stalled or stopped host). Past it the newest are
+/// dropped and counted; the last places are kept for what ends notes (see [`END_RESERVE`]),
+/// and [`MAX_PEERS`] of them for the ends of departed peers.
 pub const MAX_PENDING: usize = 4096;
+/// Places of the queue to the audio thread that only items ending notes may take (note-offs,
+/// pedal up, snapshots): a queue full of note-ons must still take the note-offs that end
+/// them. 512 is more than all the keys of four channels.
+pub const END_RESERVE: usize = 512;
 /// Most replies waiting to be sent; past it requests are not answered (a flood of requests
 /// cannot grow memory).
 pub const MAX_PENDING_REPLIES: usize = 256;
 /// "Refused" notices per second, all sources together, and their burst: enough for a
 /// Sender with a wrong code to learn it within a second, too few to be worth forging.
 const REFUSALS_PER_S: f64 = 10.0;
+/// An event whose origin, on our timeline, is more than this after its arrival is dropped
+/// ("out of time window"), ns. Honest clocks are never that far off: the direct exchange is
+/// within its error bound (microseconds to a few milliseconds), NTP within its own (tens of
+/// milliseconds on the open internet, RFC 5905), and the fastest-transit estimate places
+/// events at most one jitter early. Half a second is ten times the worst of those, and keeps
+/// a peer from filling the schedule with far-future events.
+pub const MAX_EARLY_NS: i64 = 500_000_000;
+/// An event arriving more than this after its playout time (origin + D) is dropped ("out of
+/// time window"), ns: later than the Sender ever holds an event (it drops those waiting over
+/// 1 s), than the repeats and any reordering span (tens of milliseconds), and as long as the
+/// default silence timeout, after which its player would have been taken for gone. Played,
+/// it would only be a burst of stale notes. What ends a note is never dropped for this.
+pub const MAX_LATE_NS: i64 = 2_000_000_000;
 /// How long after the moment it describes a snapshot is applied, ns: later than any event it
 /// covers, whatever small corrections of the clock estimate came between, and still soon.
 const RECONCILE_AFTER_NS: u64 = 2_000_000;
@@ -52,6 +71,18 @@ const REFUSAL_BURST: f64 = 10.0;
 /// Clock requests answered for senders the peer table does not hold, remembered: a sender
 /// sends several before its first answer comes back and it joins.
 pub const ANSWERED_REQUESTS: usize = 256;
+/// New senders admitted per second, all together, and their burst: a whole room of
+/// [`MAX_PEERS`] may join at once (a restarted Receiver), and then a few a second. Someone
+/// churning fresh ids (join, leave, join...) in an open room moves the peer table and the
+/// departed-sender rings no faster than this. (A token bucket, RFC 2697's shaping.)
+pub const JOINS_PER_S: f64 = 4.0;
+/// Burst of [`JOINS_PER_S`].
+pub const JOIN_BURST: f64 = MAX_PEERS as f64;
+/// Kicked sender ids remembered (a ring): far more than anyone kicks in a session.
+pub const MAX_BANNED: usize = 1024;
+/// Joins and leaves kept for [`ReceiverCore::poll_peer_event`]; past it new ones are not
+/// kept (they are only reports: the peer table is the truth).
+pub const MAX_PEER_EVENTS: usize = 4 * MAX_PEERS;
 
 /// What the audio thread does with a scheduled item.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -76,8 +107,8 @@ pub struct ScheduledEvent {
     pub seq: u64,
     /// Slot of the peer (`0..MAX_PEERS`, or the audio thread's own local slot).
     pub peer: u8,
-    /// Generation of the slot.
-    pub gen: u16,
+    /// Generation of the slot (only grows: see [`crate::proto::peers`]).
+    pub gen: u64,
     /// What to do.
     pub item: Item,
 }
@@ -100,8 +131,10 @@ pub struct ReceiverStats {
     pub events: u64,
     /// Repeated copies of events already received (redundancy at work).
     pub repeats: u64,
-    /// Rejected datagrams (or dropped items, for `QueueFull`) by [`RejectReason`] index.
+    /// Rejected datagrams by [`RejectReason`] index.
     pub rejected: [u64; REJECT_REASONS],
+    /// Events (and other items) of accepted datagrams not handed on, by [`EventDrop`] index.
+    pub dropped: [u64; EVENT_DROPS],
     /// "Refused" notices sent.
     pub refusals: u64,
     /// Peers that left by Bye, went silent or were kicked.
@@ -210,12 +243,30 @@ pub struct ReceiverCore {
     replies: VecDeque<Reply>,
     /// Limits "Refused" notices.
     refusals: TokenBucket,
-    /// (sender id, sequence number) of the clock requests answered for senders the table
+    /// The audio thread's count of late events per slot, as last told
+    /// ([`ReceiverCore::set_audio_late`]).
+    audio_late: [u64; MAX_PEERS],
+    /// Ids of the senders the user kicked, a ring of [`MAX_BANNED`]: none of their datagrams
+    /// is taken again, whatever its number, until the room code changes.
+    banned: Vec<u64>,
+    /// Next ring position of `banned`.
+    banned_next: usize,
+    /// Limits how fast new senders are admitted.
+    joins: TokenBucket,
+    /// Items of each slot waiting in `out`, ends excepted (for the fair shares).
+    queued: [u16; MAX_PEERS],
+    /// Whether an end (`Item::EndPeer`) of each slot waits in `out`: a slot has at most one
+    /// (a newer end replaces it), so ends are bounded by the slots however many senders come
+    /// and go while the audio thread is not taking items.
+    end_pending: [bool; MAX_PEERS],
+    /// (sender id, sequence number, sealed) of the clock requests answered for senders the table
     /// does not hold, a ring of [`ANSWERED_REQUESTS`]. An exact copy of one is a replay (or a
     /// network duplicate), and a sender that joins takes them into its replay window: they
     /// came before its first datagram there, which would otherwise let the window accept them
     /// once more.
-    answered: Vec<(u64, u64)>,
+    /// (Sealed or plain: a plain request under a sealed sender's id, which anyone can send
+    /// in an open room, must not use up that sender's numbers.)
+    answered: Vec<(u64, u64, bool)>,
     /// Next ring position of `answered`.
     answered_next: usize,
     /// Sequence number of our next datagram.
@@ -244,9 +295,15 @@ impl ReceiverCore {
             peers: PeerTable::new(),
             scratch: Vec::with_capacity(MAX_EVENTS_PER_DATAGRAM),
             out: VecDeque::with_capacity(MAX_PENDING),
-            peer_events: VecDeque::with_capacity(2 * MAX_PEERS),
+            peer_events: VecDeque::with_capacity(MAX_PEER_EVENTS),
             replies: VecDeque::with_capacity(MAX_PENDING_REPLIES),
             refusals: TokenBucket::new(REFUSALS_PER_S, REFUSAL_BURST),
+            joins: TokenBucket::new(JOINS_PER_S, JOIN_BURST),
+            audio_late: [0; MAX_PEERS],
+            banned: Vec::with_capacity(MAX_BANNED),
+            banned_next: 0,
+            end_pending: [false; MAX_PEERS],
+            queued: [0; MAX_PEERS],
             answered: Vec::with_capacity(ANSWERED_REQUESTS),
             answered_next: 0,
             next_seq: 0,
@@ -307,15 +364,17 @@ impl ReceiverCore {
         r
     }
 
-    /// Remembers that a stranger's request was answered; `false` if it already was (a copy).
-    fn remember_answered(&mut self, sender_id: u64, seq: u64) -> bool {
-        if self.answered.contains(&(sender_id, seq)) {
+    /// Remembers that a stranger's request (`sealed` or plain) was answered; `false` if it
+    /// already was (a copy).
+    fn remember_answered(&mut self, sender_id: u64, seq: u64, sealed: bool) -> bool {
+        let entry = (sender_id, seq, sealed);
+        if self.answered.contains(&entry) {
             return false;
         }
         if self.answered.len() < ANSWERED_REQUESTS {
-            self.answered.push((sender_id, seq));
+            self.answered.push(entry);
         } else {
-            self.answered[self.answered_next] = (sender_id, seq);
+            self.answered[self.answered_next] = entry;
             self.answered_next = (self.answered_next + 1) % ANSWERED_REQUESTS;
         }
         true
@@ -357,6 +416,9 @@ impl ReceiverCore {
         };
         // Decode the whole body before touching any state, so a bad datagram changes nothing.
         let body = wire::decode_body(&h, body, &mut self.scratch).map_err(Reject::Decode)?;
+        if self.banned.contains(&h.sender_id) {
+            return Err(Reject::Kicked);
+        }
         if self.peers.find(h.sender_id).is_none() && self.peers.is_gone(h.sender_id, h.seq) {
             return Err(Reject::Gone);
         }
@@ -367,24 +429,32 @@ impl ReceiverCore {
             // Answered without creating a peer: a request proves nothing yet. It refreshes a
             // known peer once (a replayed request refreshes nothing); a stranger's is
             // remembered, so that it is answered once too.
+            if self.replies.len() >= MAX_PENDING_REPLIES {
+                // Nobody sends our answers (the shell is not polling): nothing is changed.
+                return Err(Reject::Busy);
+            }
             if let Some(slot) = self.peers.find(h.sender_id) {
                 let p = self.peers.get_mut(slot).expect("slot was just found");
+                if p.sealed != h.sealed {
+                    return Err(Reject::SealMismatch);
+                }
                 if p.window.accept(h.seq) != Verdict::New {
                     return Err(Reject::Duplicate);
                 }
+                if !p.limiter.take(now) {
+                    return Err(Reject::RateLimited);
+                }
                 p.datagram(now, h.seq, prelude.sent_ns);
                 p.addr = from;
-            } else if !self.remember_answered(h.sender_id, h.seq) {
+            } else if !self.remember_answered(h.sender_id, h.seq, h.sealed) {
                 return Err(Reject::Duplicate);
             }
-            if self.replies.len() < MAX_PENDING_REPLIES {
-                self.replies.push_back(Reply::Time {
-                    to: from,
-                    t1: prelude.sent_ns,
-                    t2: now,
-                    sealed: h.sealed,
-                });
-            }
+            self.replies.push_back(Reply::Time {
+                to: from,
+                t1: prelude.sent_ns,
+                t2: now,
+                sealed: h.sealed,
+            });
             self.stats.datagrams += 1;
             return Ok(());
         }
@@ -408,29 +478,44 @@ impl ReceiverCore {
             None => {
                 joined = true;
                 if matches!(body, Body::Bye { .. }) {
-                    // Goodbye from a stranger: nothing to forget.
-                    return Ok(());
+                    // Goodbye from a stranger: nothing to forget (its tombstone has rotated
+                    // out, or it never joined).
+                    return Err(Reject::UnknownSender);
+                }
+                if self.peers.len() >= MAX_PEERS {
+                    return Err(Reject::TooManyPeers);
+                }
+                if !self.joins.take(now) {
+                    return Err(Reject::TooManyJoins);
                 }
                 let s = self
                     .peers
-                    .insert(h.sender_id, from, now)
+                    .insert(h.sender_id, from, now, h.sealed)
                     .map_err(|_| Reject::TooManyPeers)?;
-                self.peer_events.push_back(PeerEvent::Joined {
+                self.report_peer(PeerEvent::Joined {
                     slot: s as u8,
                     sender_id: h.sender_id,
                 });
+                if let Some(p) = self.peers.get_mut(s) {
+                    p.late_base = self.audio_late[s];
+                }
                 s
             }
         };
         let peer = self.peers.get_mut(slot).expect("slot was just found");
+        if peer.sealed != h.sealed {
+            // Plain under the id of a peer that joined sealed (anyone can send that in an
+            // open room), or the other way round: not that peer speaking.
+            return Err(Reject::SealMismatch);
+        }
         if peer.window.accept(h.seq) != Verdict::New {
             return Err(Reject::Duplicate);
         }
         if joined {
             // The requests it made before this datagram were answered: copies of them are
             // replays now.
-            for &(id, seq) in &self.answered {
-                if id == h.sender_id {
+            for &(id, seq, sealed) in &self.answered {
+                if id == h.sender_id && sealed == h.sealed {
                     peer.window.accept(seq);
                 }
             }
@@ -457,11 +542,13 @@ impl ReceiverCore {
                 peer.hold_announced = Some(s.hold_ns);
                 peer.held_notes = s.snapshot.held_notes();
                 if peer.reconciled.is_none_or(|r| s.as_of_seq > r) {
-                    peer.reconciled = Some(s.as_of_seq);
                     // After every event it covers (see `docs/protocol.md`, "State"), even
                     // if the clock estimate moves a little before they arrive.
+                    // (No later than the time window reaches: the time comes from the network.)
                     let due = to_receiver_time(peer, ntp, s.as_of_ns)
+                        .saturating_add(peer.shift_ns)
                         .saturating_add(RECONCILE_AFTER_NS)
+                        .min(now.saturating_add(MAX_EARLY_NS as u64))
                         .max(peer.last_due.saturating_add(1));
                     let item = ScheduledEvent {
                         due_ns: due,
@@ -470,7 +557,13 @@ impl ReceiverCore {
                         gen: peer.gen,
                         item: Item::Reconcile(s.snapshot),
                     };
-                    self.forward(slot, item);
+                    // Marked as applied only once it is on its way: the Sender repeats the
+                    // same snapshot with every heartbeat until it plays again, so one that did
+                    // not fit now is taken from the next.
+                    if self.forward(slot, item) {
+                        let peer = self.peers.get_mut(slot).expect("slot is occupied");
+                        peer.reconciled = Some(s.as_of_seq);
+                    }
                 }
             }
             Body::ClockReport { report, .. } => {
@@ -513,7 +606,7 @@ impl ReceiverCore {
             let ev = self.scratch[i];
             let seq = first + i as u64;
             let peer = self.peers.get_mut(slot).expect("slot is occupied");
-            match peer.seen.accept(seq) {
+            match peer.seen.check(seq) {
                 Seen::New => {}
                 Seen::Duplicate | Seen::TooOld => {
                     self.stats.repeats += 1;
@@ -521,61 +614,128 @@ impl ReceiverCore {
                 }
             }
             let origin = to_receiver_time(peer, ntp, ev.time_ns);
+            let peer_clock = Mapping::of(peer, ntp);
             if origin < started {
                 // Repeated to us after we restarted: it was played (or not) by our last run.
+                peer.seen.accept(seq);
                 self.stats.repeats += 1;
                 continue;
             }
-            fresh += 1;
             // Differences of two times, on the wrapping 64-bit timeline like the transit in
             // `Peer::datagram`: the times come from the network and can be anything.
             let latency = now.wrapping_sub(origin) as i64;
-            peer.latency.push(now, latency);
-            peer.hold(now, prelude.sent_ns.wrapping_sub(ev.time_ns) as i64);
-            if latency > d {
-                peer.late += 1;
-            }
+            let in_window =
+                (-MAX_EARLY_NS..=d.max(0).saturating_add(MAX_LATE_NS)).contains(&latency);
+            let due = if in_window {
+                // In order with what this peer has queued, whatever the clock did since.
+                peer.place(ev.time_ns, origin, |t| map_time(peer_clock, ntp, t))
+            } else if ev.msg.ends_something() {
+                // What ends a note is never dropped: a late one plays at once, one from the
+                // far future no later than the window's edge.
+                if latency < 0 {
+                    now.saturating_add(MAX_EARLY_NS as u64)
+                } else {
+                    origin
+                }
+            } else {
+                // Decided for good: its repeats are duplicates now.
+                peer.seen.accept(seq);
+                self.stats.dropped[EventDrop::OutOfWindow as usize] += 1;
+                continue;
+            };
             let item = ScheduledEvent {
-                due_ns: origin,
+                due_ns: due,
                 seq,
                 peer: slot as u8,
                 gen: peer.gen,
                 item: Item::Midi(ev.msg),
             };
-            self.forward(slot, item);
+            // Recorded as seen only once it is on its way: the same event comes again in the
+            // next datagrams (repeats), and a copy of one that did not fit must still be new.
+            if !self.forward(slot, item) {
+                continue;
+            }
+            fresh += 1;
+            let peer = self.peers.get_mut(slot).expect("slot is occupied");
+            peer.seen.accept(seq);
+            if in_window {
+                // (Only times inside the window count towards the delay.)
+                peer.latency.push(now, latency);
+                peer.hold(now, prelude.sent_ns.wrapping_sub(ev.time_ns) as i64);
+            }
         }
         if let Some(p) = self.peers.get_mut(slot) {
             p.count_events(now, fresh);
         }
     }
 
-    /// Queues an item of the peer in `slot` for the audio thread, or counts it dropped.
-    fn forward(&mut self, slot: usize, item: ScheduledEvent) {
+    /// Whether the queue to the audio thread has a place for `item` of the peer in `slot`:
+    /// each peer has an equal share of it, and of each share the last places are kept for
+    /// what ends notes.
+    fn admits(&self, slot: usize, item: &Item) -> bool {
+        let ends = match item {
+            Item::Midi(m) => m.ends_something(),
+            Item::Reconcile(_) | Item::EndPeer => true,
+        };
+        let cap = MAX_PENDING - MAX_PEERS - if ends { 0 } else { END_RESERVE };
+        let share = cap / self.peers.len().max(1);
+        self.out.len() < cap && self.queued.get(slot).is_some_and(|&q| (q as usize) < share)
+    }
+
+    /// Queues an item of the peer in `slot` for the audio thread; when there is no place for
+    /// it, counts it dropped and returns `false`.
+    fn forward(&mut self, slot: usize, item: ScheduledEvent) -> bool {
+        if !self.admits(slot, &item.item) {
+            self.stats.dropped[EventDrop::QueueFull as usize] += 1;
+            return false;
+        }
+        self.queued[slot] += 1;
         if let Some(p) = self.peers.get_mut(slot) {
             p.last_due = p.last_due.max(item.due_ns);
-        }
-        if self.out.len() >= MAX_PENDING {
-            self.stats.rejected[RejectReason::QueueFull as usize] += 1;
-            return;
         }
         if matches!(item.item, Item::Midi(_)) {
             self.stats.events += 1;
         }
         self.out.push_back(item);
+        true
+    }
+
+    /// Keeps a join or leave for [`ReceiverCore::poll_peer_event`], while there is room.
+    fn report_peer(&mut self, e: PeerEvent) {
+        if self.peer_events.len() < MAX_PEER_EVENTS {
+            self.peer_events.push_back(e);
+        }
     }
 
     /// Forgets the peer in `slot` and schedules the end of its notes after its last item
     /// (at once when kicked).
     fn forget(&mut self, slot: usize, reason: LeaveReason) {
-        let Some(p) = self.peers.remove(slot) else {
+        // After a goodbye nothing more of it is taken; a kicked one is kept out by the bans
+        // (which a new room code lifts), a silent one may come back.
+        let Some(p) = self.peers.remove(slot, reason == LeaveReason::Bye) else {
             return;
         };
         self.stats.peers_gone += 1;
-        let due = if reason == LeaveReason::Kicked {
+        let mut due = if reason == LeaveReason::Kicked {
             0
         } else {
             p.last_due
         };
+        if self.end_pending[slot] {
+            // The end of an earlier peer of this slot still waits: this one replaces it (the
+            // audio thread ends whatever the slot holds, of any older generation, when it
+            // sees an end of a newer one), later in the queue than anything of either.
+            if let Some(i) = self
+                .out
+                .iter()
+                .rposition(|e| e.peer as usize == slot && e.item == Item::EndPeer)
+            {
+                let old = self.out.remove(i).expect("just found");
+                if reason != LeaveReason::Kicked {
+                    due = due.max(old.due_ns);
+                }
+            }
+        }
         let end = ScheduledEvent {
             due_ns: due,
             seq: u64::MAX,
@@ -583,18 +743,38 @@ impl ReceiverCore {
             gen: p.gen,
             item: Item::EndPeer,
         };
-        // The end of a peer is never dropped: it may be the only way its notes stop.
+        // The end of a peer is never dropped (it may be the only way its notes stop): its
+        // place is one of the `MAX_PEERS` kept for ends.
         self.out.push_back(end);
-        self.peer_events.push_back(PeerEvent::Left {
+        self.end_pending[slot] = true;
+        self.report_peer(PeerEvent::Left {
             slot: slot as u8,
             sender_id: p.sender_id,
             reason,
         });
     }
 
-    /// Forgets the peer in `slot` now and ends its notes at once (the editor's "kick").
+    /// Forgets the peer in `slot` now and ends its notes at once (the editor's "kick"), and
+    /// keeps it out: nothing more from its id is taken until the room code changes
+    /// ([`ReceiverCore::forgive_kicked`]). (A kicked player who starts their Sender again
+    /// has a new id: a new room code is what keeps them out for good.)
     pub fn kick(&mut self, slot: usize) {
+        let Some(id) = self.peers.get(slot).map(|p| p.sender_id) else {
+            return;
+        };
+        if self.banned.len() < MAX_BANNED {
+            self.banned.push(id);
+        } else {
+            self.banned[self.banned_next] = id;
+            self.banned_next = (self.banned_next + 1) % MAX_BANNED;
+        }
         self.forget(slot, LeaveReason::Kicked);
+    }
+
+    /// Lets the kicked senders in again: the room has a new code.
+    pub fn forgive_kicked(&mut self) {
+        self.banned.clear();
+        self.banned_next = 0;
     }
 
     /// Recomputes the common playout delay from the active peers' needs.
@@ -607,6 +787,17 @@ impl ReceiverCore {
             .filter_map(|(_, p)| p.needs(now))
             .map(|n| n.saturating_add(block));
         self.playout.update(now, needs, margin, mode);
+    }
+
+    /// Tells the audio thread's count of events played late, per slot
+    /// ([`crate::bridge::ReceiverShared::late_by_slot`]): each peer's late figure is what its
+    /// slot counted since it joined. Only the audio thread knows what was late: that depends
+    /// on the delay it applied and on its blocks, not on the delay the network asked for.
+    pub fn set_audio_late(&mut self, late: [u64; MAX_PEERS]) {
+        self.audio_late = late;
+        for (slot, p) in self.peers.iter_mut() {
+            p.late = late[slot].saturating_sub(p.late_base);
+        }
     }
 
     /// Sets the longest recent block of the Receiver's host, ns: an event must arrive before
@@ -672,14 +863,36 @@ impl ReceiverCore {
         expiry.into_iter().chain(playout).min()
     }
 
+    /// Items waiting for the audio thread.
+    pub fn pending_items(&self) -> usize {
+        self.out.len()
+    }
+
     /// The next item for the audio thread.
     pub fn poll_event(&mut self) -> Option<ScheduledEvent> {
-        self.out.pop_front()
+        let ev = self.out.pop_front()?;
+        let slot = ev.peer as usize;
+        if ev.item == Item::EndPeer {
+            if let Some(p) = self.end_pending.get_mut(slot) {
+                *p = false;
+            }
+        } else if let Some(q) = self.queued.get_mut(slot) {
+            *q = q.saturating_sub(1);
+        }
+        Some(ev)
     }
 
     /// Puts back an item the caller could not hand on (its queue was full), so it is retried
     /// first next time instead of lost.
     pub fn unpoll_event(&mut self, ev: ScheduledEvent) {
+        let slot = ev.peer as usize;
+        if ev.item == Item::EndPeer {
+            if let Some(p) = self.end_pending.get_mut(slot) {
+                *p = true;
+            }
+        } else if let Some(q) = self.queued.get_mut(slot) {
+            *q += 1;
+        }
         self.out.push_front(ev);
     }
 
@@ -723,16 +936,39 @@ pub(crate) fn to_receiver_time(peer: &mut Peer, ntp: Option<NtpOffset>, t: u64) 
         peer.jitter.restart();
         peer.basis = basis;
     }
-    match (basis, peer.clock, ntp) {
+    map_time(Mapping::of(peer, ntp), ntp, t)
+}
+
+/// What maps a peer's times onto our timeline, copied out of the peer.
+#[derive(Clone, Copy, Debug)]
+struct Mapping {
+    /// The basis in use.
+    basis: ClockBasis,
+    /// The peer's clock report, if any.
+    clock: Option<wire::ClockReport>,
+    /// Its fastest transit (arrival - send time), for [`ClockBasis::FastestTransit`].
+    base: i64,
+}
+
+impl Mapping {
+    fn of(peer: &Peer, ntp: Option<NtpOffset>) -> Self {
+        Self {
+            basis: basis_of(peer, ntp),
+            clock: peer.clock,
+            base: peer.base_offset.map_or(0, |m| m.get()),
+        }
+    }
+}
+
+/// Puts time `t` of a peer's clock on our timeline with mapping `m`.
+fn map_time(m: Mapping, ntp: Option<NtpOffset>, t: u64) -> u64 {
+    match (m.basis, m.clock, ntp) {
         (ClockBasis::Direct, Some(c), _) => c.map(t),
         (ClockBasis::Ntp, Some(c), Some(own)) => {
             // Sender time -> UTC -> our time.
             c.map(t).wrapping_add_signed(own.offset_ns.wrapping_neg())
         }
-        _ => {
-            let base = peer.base_offset.map_or(0, |m| m.get());
-            t.wrapping_add_signed(base)
-        }
+        _ => t.wrapping_add_signed(m.base),
     }
 }
 

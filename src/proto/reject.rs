@@ -1,5 +1,7 @@
-//! Why a datagram (or an event) was dropped: one counter per reason, for the editors and the
-//! tests. Every rejection is counted; none is silent.
+//! Why a datagram, or one event of an accepted datagram, was dropped: one counter per reason,
+//! for the editors and the tests. Every rejection is counted; none is silent. Datagrams
+//! ([`RejectReason`]) and events ([`EventDrop`]) are counted apart: an accepted datagram may
+//! still have events that are not played.
 
 use super::wire::{DecodeError, OpenError};
 
@@ -20,12 +22,26 @@ pub enum Reject {
     Gone,
     /// A new sender while [`MAX_PEERS`](super::peers::MAX_PEERS) are already known.
     TooManyPeers,
+    /// A new sender while others joined at more than
+    /// [`JOINS_PER_S`](super::receiver::JOINS_PER_S) (someone churning fresh ids).
+    TooManyJoins,
     /// The sender exceeds its datagram rate.
     RateLimited,
+    /// From a sender the user kicked: kept out for the rest of the run (or until the room
+    /// code changes).
+    Kicked,
+    /// Plain under the id of a sender that joined sealed (anyone can send that in an open
+    /// room), or sealed under the id of one that joined plain.
+    SealMismatch,
+    /// A goodbye from a sender this Receiver does not know.
+    UnknownSender,
+    /// A clock request while [`MAX_PENDING_REPLIES`](super::receiver::MAX_PENDING_REPLIES)
+    /// answers wait to be sent.
+    Busy,
 }
 
 /// Number of distinct [`RejectReason`] values.
-pub const REJECT_REASONS: usize = 24;
+pub const REJECT_REASONS: usize = 28;
 
 /// A flat reason index for counters, stable for the editor and tests. Each variant is
 /// described by [`RejectReason::label`] and by the error of the same name.
@@ -55,8 +71,12 @@ pub enum RejectReason {
     StaleEpoch,
     Gone,
     TooManyPeers,
+    TooManyJoins,
     RateLimited,
-    QueueFull,
+    Kicked,
+    SealMismatch,
+    UnknownSender,
+    Busy,
 }
 
 impl RejectReason {
@@ -84,8 +104,12 @@ impl RejectReason {
         Self::StaleEpoch,
         Self::Gone,
         Self::TooManyPeers,
+        Self::TooManyJoins,
         Self::RateLimited,
-        Self::QueueFull,
+        Self::Kicked,
+        Self::SealMismatch,
+        Self::UnknownSender,
+        Self::Busy,
     ];
 
     /// A short label for logs and the editor.
@@ -113,8 +137,12 @@ impl RejectReason {
             Self::StaleEpoch => "stale session",
             Self::Gone => "sender gone",
             Self::TooManyPeers => "too many peers",
+            Self::TooManyJoins => "too many joins",
             Self::RateLimited => "rate limited",
-            Self::QueueFull => "queue full",
+            Self::Kicked => "kicked",
+            Self::SealMismatch => "not sealed as it joined",
+            Self::UnknownSender => "bye from a stranger",
+            Self::Busy => "replies full",
         }
     }
 }
@@ -149,7 +177,43 @@ impl From<Reject> for RejectReason {
             Reject::StaleEpoch => Self::StaleEpoch,
             Reject::Gone => Self::Gone,
             Reject::TooManyPeers => Self::TooManyPeers,
+            Reject::TooManyJoins => Self::TooManyJoins,
             Reject::RateLimited => Self::RateLimited,
+            Reject::Kicked => Self::Kicked,
+            Reject::SealMismatch => Self::SealMismatch,
+            Reject::UnknownSender => Self::UnknownSender,
+            Reject::Busy => Self::Busy,
+        }
+    }
+}
+
+/// Why an event (or another item for the audio thread) of an accepted datagram was not
+/// handed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EventDrop {
+    /// The queue to the audio thread is full, or this peer has its share of it (the audio
+    /// thread is not taking items, or one peer sends far more than the others).
+    QueueFull,
+    /// Its origin time, on the Receiver's timeline, is too far in the future or too late to
+    /// play ([`MAX_EARLY_NS`](super::receiver::MAX_EARLY_NS),
+    /// [`MAX_LATE_NS`](super::receiver::MAX_LATE_NS)); what ends a note is never dropped
+    /// for this.
+    OutOfWindow,
+}
+
+/// Number of distinct [`EventDrop`] values.
+pub const EVENT_DROPS: usize = 2;
+
+impl EventDrop {
+    /// Every reason, in index order.
+    pub const ALL: [EventDrop; EVENT_DROPS] = [Self::QueueFull, Self::OutOfWindow];
+
+    /// A short label for logs and the editor.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue full",
+            Self::OutOfWindow => "out of time window",
         }
     }
 }
@@ -167,5 +231,12 @@ mod tests {
         labels.sort_unstable();
         labels.dedup();
         assert_eq!(labels.len(), REJECT_REASONS);
+        for (i, r) in EventDrop::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        let mut labels: Vec<_> = EventDrop::ALL.iter().map(|r| r.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), EVENT_DROPS);
     }
 }

@@ -13,9 +13,13 @@
 //!   sender id is drawn at random each time a network thread starts and its sequence numbers
 //!   start at 0 and only grow, so no (key, nonce) pair is ever used twice; the extended nonce
 //!   leaves room to make that so without coordination between senders.
+//! - **Key material** never outlives its use: the derived bytes are wiped as soon as the cipher
+//!   holds them (`zeroize`), the cipher wipes its copy when dropped (chacha20poly1305 does so
+//!   itself), and Argon2's working memory is wiped by its `zeroize` feature.
 
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
+use zeroize::Zeroizing;
 
 use super::room::RoomCode;
 
@@ -46,22 +50,47 @@ impl std::fmt::Debug for RoomKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AuthFailed;
 
+/// Why no key could be derived: Argon2 refused its parameters or ran out of memory. A room
+/// must then stay closed (no key is not "all zeros").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyError(pub argon2::Error);
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot derive the room key: {}", self.0)
+    }
+}
+
+impl std::error::Error for KeyError {}
+
 impl RoomKey {
-    /// Derives the key of `code` (slow on purpose: tens of milliseconds).
-    pub fn derive(code: &RoomCode) -> Self {
-        let mut key = [0u8; 32];
-        let params = argon2::Params::new(KDF_MEMORY_KIB, KDF_PASSES, 1, Some(32))
-            .expect("constant Argon2 parameters are valid");
-        let kdf = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-        // Cannot fail: the password and salt lengths and the output length are in range.
-        let _ = kdf.hash_password_into(code.as_str().as_bytes(), KDF_SALT, &mut key);
-        Self::from_bytes(key)
+    /// Derives the key of `code` (slow on purpose: tens of milliseconds; run it off the
+    /// network loop).
+    pub fn derive(code: &RoomCode) -> Result<Self, KeyError> {
+        Self::derive_with(code, KDF_MEMORY_KIB)
     }
 
-    /// A key from its 32 bytes (tests, and keys derived elsewhere).
+    /// [`RoomKey::derive`] with `memory_kib` of Argon2 memory (tests make it fail with a
+    /// value Argon2 refuses).
+    fn derive_with(code: &RoomCode, memory_kib: u32) -> Result<Self, KeyError> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        let params = argon2::Params::new(memory_kib, KDF_PASSES, 1, Some(32)).map_err(KeyError)?;
+        let kdf = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        kdf.hash_password_into(code.as_str().as_bytes(), KDF_SALT, &mut key[..])
+            .map_err(KeyError)?;
+        Ok(Self::from_key(&key))
+    }
+
+    /// A key from its 32 bytes (tests, and keys derived elsewhere). The caller's copy is
+    /// its own to wipe.
     pub fn from_bytes(key: [u8; 32]) -> Self {
+        let key = Zeroizing::new(key);
+        Self::from_key(&key)
+    }
+
+    fn from_key(key: &[u8; 32]) -> Self {
         Self {
-            cipher: XChaCha20Poly1305::new(Key::from_slice(&key)),
+            cipher: XChaCha20Poly1305::new(Key::from_slice(key)),
         }
     }
 
@@ -142,9 +171,9 @@ mod tests {
         let a = RoomCode::parse("7QF2-M9KD-XW3C-T0ZB").unwrap();
         let b = RoomCode::parse("7QF2-M9KD-XW3C-T0ZC").unwrap();
         let (ka, ka2, kb) = (
-            RoomKey::derive(&a),
-            RoomKey::derive(&a),
-            RoomKey::derive(&b),
+            RoomKey::derive(&a).unwrap(),
+            RoomKey::derive(&a).unwrap(),
+            RoomKey::derive(&b).unwrap(),
         );
         let header = [0u8; 24];
         let mut body = [42u8; 8];
@@ -153,5 +182,21 @@ mod tests {
         assert!(ka2.open(1, 1, &header, &mut b1, &tag).is_ok());
         let mut b2 = body;
         assert!(kb.open(1, 1, &header, &mut b2, &tag).is_err());
+    }
+
+    #[test]
+    fn an_argon2_failure_is_an_error_not_a_zero_key() {
+        let code = RoomCode::parse("7QF2-M9KD-XW3C-T0ZB").unwrap();
+        // Argon2 needs at least 8 KiB per lane: 1 KiB is refused.
+        let err = RoomKey::derive_with(&code, 1).unwrap_err();
+        assert_eq!(err, KeyError(argon2::Error::MemoryTooLittle));
+        // The key it would have silently become before: all zeros. The room's real key is not
+        // that one.
+        let zero = RoomKey::from_bytes([0; 32]);
+        let real = RoomKey::derive(&code).unwrap();
+        let header = [0u8; 24];
+        let mut body = [1u8; 4];
+        let tag = zero.seal(1, 1, &header, &mut body);
+        assert!(real.open(1, 1, &header, &mut body.clone(), &tag).is_err());
     }
 }

@@ -56,6 +56,18 @@ impl SeenEvents {
         }
     }
 
+    /// What [`SeenEvents::accept`] would say of `n`, without recording it: an event is only
+    /// recorded once it was handed on, so that a copy of one that could not be is still new.
+    pub fn check(&self, n: u64) -> Seen {
+        match self.top {
+            None => Seen::New,
+            Some(top) if n > top => Seen::New,
+            Some(top) if top - n >= WINDOW => Seen::TooOld,
+            Some(_) if self.bit(n) => Seen::Duplicate,
+            Some(_) => Seen::New,
+        }
+    }
+
     /// Checks event number `n` and records it when new.
     pub fn accept(&mut self, n: u64) -> Seen {
         let Some(top) = self.top else {
@@ -171,6 +183,7 @@ mod tests {
             } else {
                 Seen::New
             };
+            assert_eq!(s.check(n), expect, "n {n} top {top}");
             assert_eq!(s.accept(n), expect, "n {n} top {top}");
             if expect == Seen::New {
                 seen.insert(n);

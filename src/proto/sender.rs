@@ -18,9 +18,11 @@
 //!   program), once a second and shortly after playing stops (RTP-MIDI's recovery journal
 //!   idea, RFC 6295): the Receiver ends notes whose note-off was lost.
 //! - **ClockReports**: the clock estimate (direct exchange once converged, else NTP).
-//! - On [`SenderCore::close`]: note-offs for what it held, then **Bye**.
+//! - On [`SenderCore::close`]: note-offs for what it held, then **Bye**; then, [`BYE_SPACING_NS`]
+//!   apart, the last batches and the Bye again, [`BYE_ROUNDS`] times in all, so that a burst
+//!   of loss does not leave its notes to the Receiver's silence timeout.
 
-use super::event::TimedMessage;
+use super::event::{MidiMessage, TimedMessage};
 use super::receiver::NtpOffset;
 use super::reject::Reject;
 use super::seal::RoomKey;
@@ -37,6 +39,12 @@ pub const STATE_INTERVAL_NS: u64 = 1_000_000_000;
 pub const IDLE_STATE_DELAY_NS: u64 = 50_000_000;
 /// Spacing of the repeat-only datagrams after the last batch, ns.
 pub const TAIL_REPEAT_NS: u64 = 10_000_000;
+/// Times the goodbye (the last batches, then Bye) is sent when the Sender closes: a burst of
+/// loss shorter than the rounds' span cannot take them all.
+pub const BYE_ROUNDS: usize = 3;
+/// Time between the goodbye's rounds, ns: the rounds span 20 ms, so the network thread still
+/// stops promptly (it waits at most 50 ms for them).
+pub const BYE_SPACING_NS: u64 = 10_000_000;
 /// Batches repeated in each datagram unless configured otherwise.
 pub const DEFAULT_REDUNDANCY: usize = 2;
 /// Most batches that can be repeated.
@@ -62,8 +70,18 @@ const OUTSTANDING: usize = 16;
 /// Send times remembered, to recognise a restarted Receiver's epoch notice.
 const RECENT_SENDS: usize = 64;
 /// Most events waiting to be sent (no Receiver answering yet, or a huge burst). Past it the
-/// oldest are dropped and counted: they would be far too late anyway.
+/// newest are dropped and counted (the project's rule for every full queue), except that
+/// the last [`NOTE_OFF_RESERVE`] places only take events that end notes.
 pub const MAX_PENDING: usize = 4096;
+/// Places of the pending events kept for note-offs (and pedal up, all notes off): a buffer
+/// full of note-ons must still take the note-offs that end them.
+pub const NOTE_OFF_RESERVE: usize = 1024;
+/// An event that waited this long for a Receiver is not sent any more, ns: a second after the
+/// player played it, it is no longer part of the performance, and sending every event held
+/// while no Receiver answered would end in a burst of stale notes. Its lasting effect (a note
+/// released, the pedal, the bend, the program) is folded into the snapshot the Receiver gets
+/// next; a note-on that was never sent needs no note-off.
+pub const MAX_PENDING_AGE_NS: u64 = 1_000_000_000;
 /// Hold announced before any event was sent, ns: the network thread's 1 ms poll plus the
 /// host's usual lateness.
 pub const DEFAULT_HOLD_NS: u64 = 2_000_000;
@@ -173,8 +191,12 @@ pub struct SenderCore {
     state_pending: bool,
     /// `close` was called.
     closed: bool,
-    /// The Bye is still to be sent.
+    /// A Bye is to be sent now.
     bye_pending: bool,
+    /// Goodbye rounds still to come after the first (see [`BYE_ROUNDS`]).
+    bye_left: usize,
+    /// When the next goodbye round is due.
+    next_bye: u64,
     /// Filter of the direct clock exchange.
     filter: ClockFilter,
     /// `t1` of the last requests, to match replies.
@@ -234,6 +256,8 @@ impl SenderCore {
             state_pending: false,
             closed: false,
             bye_pending: false,
+            bye_left: 0,
+            next_bye: 0,
             filter: ClockFilter::new(),
             outstanding: [u64::MAX; OUTSTANDING],
             recent_sends: [u64::MAX; RECENT_SENDS],
@@ -308,19 +332,53 @@ impl SenderCore {
         &self.pushed_state
     }
 
-    /// Adds one stamped event to the block in progress.
+    /// Adds one stamped event to the block in progress. When the pending events are full,
+    /// it is dropped and counted (note-offs have places of their own).
     pub fn push_event(&mut self, ev: TimedMessage) {
         if self.closed {
             return;
         }
-        if self.pending.len() == MAX_PENDING {
-            self.pending.pop_front();
-            self.pending_first += 1;
-            self.sendable = self.sendable.saturating_sub(1);
+        let room = if ev.msg.ends_something() {
+            MAX_PENDING
+        } else {
+            MAX_PENDING - NOTE_OFF_RESERVE
+        };
+        if self.pending.len() >= room {
             self.stats.events_dropped += 1;
+            return;
         }
         self.pushed_state.apply(&ev.msg);
         self.pending.push_back(ev);
+    }
+
+    /// Takes out the pending events that waited longer than [`MAX_PENDING_AGE_NS`] at `now`:
+    /// not sent, counted as dropped, and folded into the snapshot (a note-on excepted: it
+    /// was never sent, so nothing needs ending). Their event numbers are used up, so that the
+    /// next snapshot is newer than any the Receiver has, and it goes out at once.
+    fn drop_stale(&mut self, now: u64) {
+        let mut folded = false;
+        while let Some(ev) = self.pending.front() {
+            if now.saturating_sub(ev.time_ns) <= MAX_PENDING_AGE_NS {
+                break;
+            }
+            let ev = self.pending.pop_front().expect("just looked");
+            self.sendable = self.sendable.saturating_sub(1);
+            self.pending_first += 1;
+            self.stats.events_dropped += 1;
+            let note_on = matches!(ev.msg, MidiMessage::NoteOn { velocity, .. } if velocity > 0.0);
+            if !note_on {
+                self.sent_state.apply(&ev.msg);
+                self.as_of_ns = Some(self.as_of_ns.map_or(ev.time_ns, |t| t.max(ev.time_ns)));
+            }
+            folded = true;
+        }
+        if folded {
+            // The repeats number the events they carry back from `pending_first`: the last
+            // batches are no longer next to it.
+            self.sent.clear();
+            self.sent_counts.clear();
+            self.next_state = None;
+        }
     }
 
     /// The host block in progress has ended: its events may go out.
@@ -454,8 +512,16 @@ impl SenderCore {
     /// Time has reached `now`: schedules heartbeats, repeats, clock requests and reports.
     pub fn handle_timeout(&mut self, now: u64) {
         if self.closed {
+            if self.bye_left > 0 && now >= self.next_bye {
+                // Another goodbye round: the last batches again, then Bye.
+                self.bye_left -= 1;
+                self.next_bye = now.saturating_add(BYE_SPACING_NS);
+                self.tail_pending = true;
+                self.bye_pending = true;
+            }
             return;
         }
+        self.drop_stale(now);
         if self.next_state.is_none_or(|t| now >= t) {
             self.state_pending = true;
             self.next_state = Some(now.saturating_add(STATE_INTERVAL_NS));
@@ -492,7 +558,7 @@ impl SenderCore {
     /// When `handle_timeout` wants to be called next.
     pub fn poll_timeout(&self) -> Option<u64> {
         if self.closed {
-            return None;
+            return (self.bye_left > 0).then_some(self.next_bye);
         }
         let mut t = self.next_state.unwrap_or(0).min(self.next_time_request);
         if let Some(i) = self.idle_state_at {
@@ -519,8 +585,9 @@ impl SenderCore {
 
     fn next_datagram(&mut self, now: u64) -> Option<Datagram> {
         if self.closed && !self.bye_pending {
-            // The Bye went out: nothing follows it (a clock answer arriving after it must
-            // not send a report, which the Receiver would take for a new sender).
+            // The Bye went out: nothing follows it but its own repeats (a clock answer
+            // arriving after it must not send a report, which the Receiver would take for a
+            // new sender).
             return None;
         }
         if self.request_pending && !self.closed {
@@ -533,6 +600,7 @@ impl SenderCore {
         }
         // Nothing else goes out before the Receiver's epoch is known: it would be refused.
         self.epoch?;
+        self.drop_stale(now);
         if self.sendable > 0 {
             return Some(self.events_datagram(now));
         }
@@ -546,7 +614,7 @@ impl SenderCore {
             self.state_pending = false;
             return Some(self.state_datagram(now));
         }
-        if let Some(r) = self.report_pending.take() {
+        if let Some(r) = self.report_pending.take().filter(|_| !self.closed) {
             let seq = self.next_seq();
             let d = wire::encode_clock_report(self.sender_id, seq, self.prelude(now), &r);
             return Some(self.finish(d));
@@ -708,8 +776,9 @@ impl SenderCore {
     }
 
     /// The Sender is going away at `now`: releases what it holds (note-offs, pedal up, bend
-    /// centred, stamped `now`), sends what is pending and says goodbye. Nothing more is
-    /// produced after this.
+    /// centred, stamped `now`), sends what is pending and says goodbye, then repeats the last
+    /// batches and the goodbye at [`SenderCore::poll_timeout`] ([`BYE_ROUNDS`] rounds,
+    /// [`BYE_SPACING_NS`] apart). Nothing else is produced after this.
     pub fn close(&mut self, now: u64) {
         if self.closed {
             return;
@@ -717,10 +786,15 @@ impl SenderCore {
         let held = self.pushed_state;
         held.release_all(|msg| self.push_event(TimedMessage { time_ns: now, msg }));
         self.end_block();
+        // The final batch is repeated in the later rounds even without redundancy.
+        self.redundancy = self.redundancy.max(1);
         self.closed = true;
         self.bye_pending = true;
+        self.bye_left = BYE_ROUNDS - 1;
+        self.next_bye = now.saturating_add(BYE_SPACING_NS);
         self.state_pending = false;
         self.tail_left = 0;
+        self.tail_pending = false;
     }
 
     /// Counters so far.

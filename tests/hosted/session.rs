@@ -256,7 +256,9 @@ pub fn ms(samples: f64) -> f64 {
 /// The key of [`ROOM`], derived once (Argon2id: tens of milliseconds).
 pub fn room_key() -> &'static RoomKey {
     static KEY: OnceLock<RoomKey> = OnceLock::new();
-    KEY.get_or_init(|| RoomKey::derive(&RoomCode::parse(ROOM).expect("a valid room code")))
+    KEY.get_or_init(|| {
+        RoomKey::derive(&RoomCode::parse(ROOM).expect("a valid room code")).expect("a room key")
+    })
 }
 
 /// How one Sender's events were delivered, from its relay's log: each event travels in several

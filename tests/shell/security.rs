@@ -79,6 +79,11 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Self {
+        Self::start_room(false)
+    }
+
+    /// A Receiver in the room [`ROOM`], open to plain datagrams too when `open_room`.
+    fn start_room(open_room: bool) -> Self {
         let port = UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.local_addr())
             .expect("a free port")
@@ -88,7 +93,7 @@ impl Receiver {
             port,
             ntp_server: String::new(),
             room: ROOM.into(),
-            open_room: false,
+            open_room,
         });
         let shared = Arc::new(ReceiverShared::default());
         let (producer, queue) = bridge::receiver_queue();
@@ -456,9 +461,19 @@ fn every_attack_is_rejected_and_counted_by_reason() {
     report.push(("replayed, Sender connected", replays.len(), r));
     assert_eq!(rx.shared.peers.load(Relaxed), 1, "only the genuine peer");
 
-    // The Sender leaves: it says Bye, and the Receiver forgets it.
+    // The Sender leaves: it says Bye (three times, 10 ms apart, with its last notes), and
+    // the Receiver forgets it; its thread stops within the goodbye's 50 ms.
     let sent_by_genuine = sender.shared.datagrams_sent.load(Relaxed);
+    let sender_shared = sender.shared.clone();
+    let gone = RejectReason::Gone as usize;
+    let gone_before = rx.rejected()[gone];
+    let stopping = Instant::now();
     drop(sender.thread);
+    let stop_took = stopping.elapsed();
+    assert!(
+        stop_took < Duration::from_millis(500),
+        "the Sender took {stop_took:?} to stop"
+    );
     assert!(
         wait_for(|| rx.shared.peers.load(Relaxed) == 0),
         "the Receiver did not forget the Sender after its Bye"
@@ -468,6 +483,17 @@ fn every_attack_is_rejected_and_counted_by_reason() {
         !ended.is_empty(),
         "the departed peer's end reached the audio queue"
     );
+    // Everything it sent has crossed the relay, and the Receiver has dealt with it: the
+    // goodbye's repeats that follow the first Bye are refused ("sender gone").
+    let total = sender_shared.datagrams_sent.load(Relaxed);
+    assert!(
+        wait_for(|| {
+            let r = relay.stats.up_records();
+            r.len() as u64 == total && r.iter().all(|r| r.released.is_some())
+        }),
+        "the goodbye did not cross the relay"
+    );
+    std::thread::sleep(Duration::from_millis(50));
     let captured: Vec<Vec<u8>> = relay
         .stats
         .up_records()
@@ -476,6 +502,18 @@ fn every_attack_is_rejected_and_counted_by_reason() {
         .collect();
     assert!(captured.len() as u64 > sent_by_genuine, "the Bye captured");
     assert_eq!(captured.last().unwrap()[TYPE_BYTE], 3, "the last was a Bye");
+    let byes = captured.iter().filter(|d| d[TYPE_BYTE] == 3).count();
+    assert_eq!(byes, 3, "the goodbye is sent three times");
+    let after_bye = captured.len() - 1 - captured.iter().position(|d| d[TYPE_BYTE] == 3).unwrap();
+    assert_eq!(
+        rx.rejected()[gone] - gone_before,
+        after_bye as u64,
+        "the goodbye's repeats are refused as from a sender gone, and nothing else is"
+    );
+    println!(
+        "  the Sender stopped in {:.1} ms; its goodbye went out {byes} times",
+        stop_took.as_secs_f64() * 1e3
+    );
 
     // Replayed after the Bye: every datagram of the departed Sender, its Bye included.
     let replays: Vec<(Vec<u8>, RejectReason)> = captured
@@ -528,7 +566,8 @@ fn every_attack_is_rejected_and_counted_by_reason() {
     report.push(("bit-flipped", flipped.len(), r));
 
     // Sealed under another room's key: well-formed datagrams of every Sender type.
-    let other = RoomKey::derive(&RoomCode::parse(OTHER_ROOM).expect("a valid code"));
+    let other =
+        RoomKey::derive(&RoomCode::parse(OTHER_ROOM).expect("a valid code")).expect("a key");
     let wrong_key: Vec<(Vec<u8>, RejectReason)> = (0..20u64)
         .flat_map(|i| crafted(0xbad_c0de + i, 0, Some(&other)))
         .map(|d| (d.as_bytes().to_vec(), RejectReason::AuthFailed))
@@ -597,4 +636,31 @@ fn every_attack_is_rejected_and_counted_by_reason() {
     for (what, n, counts) in &report {
         println!("  {what}: {n} sent -> {counts:?}");
     }
+}
+
+/// A Sender whose code was mistyped sends nothing at all, not even plain datagrams (which an
+/// open room would take), and says why.
+#[test]
+fn a_sender_with_a_mistyped_code_sends_nothing() {
+    let rx = Receiver::start_room(true);
+    let mut typo = Sender::start(rx.addr, "7QF2-M9KD-XW3C-T0Z");
+    assert!(
+        wait_for(|| matches!(typo.status.read().link, LinkState::BadRoomCode(_))),
+        "the Sender shows {:?}",
+        typo.status.read().link
+    );
+    typo.play(60);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        typo.shared.datagrams_sent.load(Relaxed),
+        0,
+        "datagrams sent"
+    );
+    assert_eq!(rx.shared.datagrams.load(Relaxed), 0, "datagrams accepted");
+    assert_eq!(rx.rejected().iter().sum::<u64>(), 0, "datagrams rejected");
+    assert_eq!(typo.shared.state(), NetState::Error);
+    println!(
+        "mistyped room code: the Sender shows {:?} and sent nothing",
+        typo.status.read().link
+    );
 }

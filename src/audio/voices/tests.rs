@@ -15,7 +15,7 @@ fn off(k: u8) -> MidiMessage {
     note_off(0, k)
 }
 
-fn ev(peer: u8, gen: u16, seq: u64, item: Item) -> ScheduledEvent {
+fn ev(peer: u8, gen: u64, seq: u64, item: Item) -> ScheduledEvent {
     ScheduledEvent {
         due_ns: 0,
         seq,
@@ -231,4 +231,63 @@ fn other_messages_pass_and_out_of_range_slots_are_dropped() {
     assert_eq!(run(&mut v, &[ev(0, 1, 0, Item::Midi(cc))]), vec![cc]);
     let out = v.apply(&ev(200, 1, 0, Item::Midi(cc)), |_| panic!("emitted"));
     assert!(out.dropped);
+}
+
+#[test]
+fn the_end_of_a_newer_peer_ends_an_older_one_too() {
+    // Peer 1 of slot 4 plays and leaves, then peer 2 takes the slot and leaves, before the
+    // audio thread saw either end: the Receiver keeps one end per slot, the newest.
+    let mut v = Voices::new();
+    run(&mut v, &[ev(4, 1, 0, Item::Midi(on(30)))]);
+    let got = run(&mut v, &[ev(4, 2, u64::MAX, Item::EndPeer)]);
+    assert_eq!(got, vec![off(30)]);
+    assert_eq!(v.held_notes(4), 0);
+    // Stragglers of either are dropped.
+    assert!(run(
+        &mut v,
+        &[
+            ev(4, 1, 1, Item::Midi(on(31))),
+            ev(4, 2, 5, Item::Midi(on(32)))
+        ]
+    )
+    .is_empty());
+}
+
+#[test]
+fn a_slot_reused_many_times_unseen_still_plays_its_newest_peer() {
+    // 40,000 senders came and went through slot 6 while the audio thread saw none of them
+    // (more than half of what a 16-bit generation tells apart): the next one still plays.
+    let mut v = Voices::new();
+    run(&mut v, &[ev(6, 1, 0, Item::Midi(on(20)))]);
+    let got = run(&mut v, &[ev(6, 40_001, 0, Item::Midi(on(21)))]);
+    assert_eq!(got, vec![off(20), on(21)]);
+    // And the old one's stragglers do not.
+    assert!(run(&mut v, &[ev(6, 1, 1, Item::Midi(on(22)))]).is_empty());
+}
+
+#[test]
+fn wildcard_note_ons_are_never_played() {
+    // Nothing could ever end them (the decoder refuses them; the guard does too).
+    let mut v = Voices::new();
+    let wild_on = MidiMessage::NoteOn {
+        channel: None,
+        key: Some(60),
+        velocity: 0.5,
+        voice_id: None,
+    };
+    let wild_pressure = MidiMessage::PolyPressure {
+        channel: Some(0),
+        key: None,
+        pressure: 0.5,
+        voice_id: None,
+    };
+    let got = run(
+        &mut v,
+        &[
+            ev(0, 1, 0, Item::Midi(wild_on)),
+            ev(0, 1, 1, Item::Midi(wild_pressure)),
+        ],
+    );
+    assert!(got.is_empty());
+    assert_eq!(v.held_notes(0), 0);
 }

@@ -1,7 +1,7 @@
 //! The Receiver core's state as the editor shows it ([`crate::status`]): plain arithmetic on
 //! the peer table, run by the network thread a few times a second.
 
-use super::{NtpOffset, ReceiverCore, RejectReason};
+use super::{EventDrop, NtpOffset, ReceiverCore, RejectReason};
 use crate::proto::peers::{ClockBasis, Peer};
 use crate::status::{ClockSource, DelayStatus, HistoryPoint, PeerStatus, ReceiverStatus};
 use crate::timing::playout::PlayoutMode;
@@ -92,6 +92,12 @@ impl ReceiverCore {
                 .iter()
                 .map(|r| (r.label(), self.stats.rejected[*r as usize])),
         );
+        out.events_dropped.clear();
+        out.events_dropped.extend(
+            EventDrop::ALL
+                .iter()
+                .map(|r| (r.label(), self.stats.dropped[*r as usize])),
+        );
         out.datagrams = self.stats.datagrams;
         out.events = self.stats.events;
         out.ntp = ntp.map(|n| (n.offset_ns, n.error_ns));
@@ -126,7 +132,7 @@ mod tests {
     fn clock_sources_and_signs() {
         let mut core = ReceiverCore::new(ReceiverConfig::default());
         let addr = "192.0.2.1:5".parse().unwrap();
-        let s = core.peers_mut().insert(1, addr, 0).unwrap();
+        let s = core.peers_mut().insert(1, addr, 0, true).unwrap();
         let p = core.peers_mut().get_mut(s).unwrap();
         // Nothing known: no source, no bound.
         let (src, _, err) = peer_clock(p, None, 0);
@@ -170,7 +176,7 @@ mod tests {
         let mut core = ReceiverCore::new(ReceiverConfig::default());
         let s = core
             .peers_mut()
-            .insert(1, "192.0.2.1:5".parse().unwrap(), 0)
+            .insert(1, "192.0.2.1:5".parse().unwrap(), 0, true)
             .unwrap();
         let p = core.peers_mut().get_mut(s).unwrap();
         let ntp = NtpOffset {
@@ -204,7 +210,7 @@ mod tests {
         for (id, lat) in [(1u64, 5_000_000i64), (2, 40_000_000), (3, 20_000_000)] {
             let s = core
                 .peers_mut()
-                .insert(id, "192.0.2.1:5".parse().unwrap(), 0)
+                .insert(id, "192.0.2.1:5".parse().unwrap(), 0, true)
                 .unwrap();
             let p = core.peers_mut().get_mut(s).unwrap();
             p.latency.push(0, lat);
@@ -221,6 +227,7 @@ mod tests {
         assert_eq!(st.delay.applied_ns, 45_000_000);
         assert!((st.peers[0].late_pct - 10.0).abs() < 1e-9);
         assert_eq!(st.rejected.len(), crate::proto::reject::REJECT_REASONS);
+        assert_eq!(st.events_dropped.len(), crate::proto::reject::EVENT_DROPS);
         push_history(&mut st, 0.25);
         assert_eq!(st.history.len(), 1);
         assert!((st.history[0].p99_ms[1] - 40.0).abs() < 1e-3);

@@ -743,3 +743,578 @@ fn clock_reports_with_any_error_bound_are_taken() {
         );
     }
 }
+
+/// Sends `msgs` from sender `id` in plain datagrams (an open room, epoch 0) starting with
+/// datagram `*seq` and event number `first`, all stamped `t`, arriving at `now`; returns how
+/// many datagrams were accepted.
+fn send_plain(
+    r: &mut ReceiverCore,
+    now: u64,
+    id: u64,
+    seq: &mut u64,
+    first: u64,
+    msgs: &[MidiMessage],
+) -> usize {
+    let evs: Vec<TimedMessage> = msgs
+        .iter()
+        .map(|&msg| TimedMessage { time_ns: now, msg })
+        .collect();
+    let prelude = Prelude {
+        sent_ns: now,
+        epoch: 0,
+    };
+    let mut done = 0;
+    let mut ok = 0;
+    while done < evs.len() {
+        let (d, n) = encode_events(id, *seq, prelude, first + done as u64, &evs[done..]);
+        *seq += 1;
+        done += n;
+        ok += usize::from(r.handle_datagram(now, addr(1), d.as_bytes()).is_ok());
+    }
+    ok
+}
+
+fn note_off(key: u8) -> MidiMessage {
+    MidiMessage::NoteOff {
+        channel: Some(0),
+        key: Some(key),
+        velocity: 0.0,
+        voice_id: None,
+    }
+}
+
+/// Fills the queue to the audio thread (nobody takes from it: a stalled host) with control
+/// changes, then its reserve with note-offs; returns the next datagram and event numbers.
+fn fill_queue(r: &mut ReceiverCore, now: u64) -> (u64, u64) {
+    let mut seq = 0;
+    let regular = MAX_PENDING - MAX_PEERS - END_RESERVE;
+    let ccs: Vec<MidiMessage> = (0..regular).map(|i| cc((i % 128) as u8)).collect();
+    send_plain(r, now, 1, &mut seq, 0, &ccs);
+    let offs: Vec<MidiMessage> = (0..END_RESERVE)
+        .map(|i| note_off((i % 128) as u8))
+        .collect();
+    send_plain(r, now, 1, &mut seq, regular as u64, &offs);
+    assert_eq!(r.pending_items(), MAX_PENDING - MAX_PEERS, "full");
+    (seq, (regular + END_RESERVE) as u64)
+}
+
+#[test]
+fn a_note_off_that_did_not_fit_is_taken_from_its_repeat() {
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    let now = 10_000 * MS;
+    let (mut seq, next) = fill_queue(&mut r, now);
+    let rejected = r.stats().rejected;
+    // The note-off numbered `next` finds no place: dropped, and counted as an event dropped,
+    // not as a rejected datagram (the datagram was fine).
+    assert_eq!(
+        send_plain(&mut r, now, 1, &mut seq, next, &[note_off(60)]),
+        1
+    );
+    assert_eq!(r.stats().dropped[EventDrop::QueueFull as usize], 1);
+    assert_eq!(r.stats().rejected, rejected);
+    // The audio thread takes everything; the next datagram repeats the note-off.
+    while r.poll_event().is_some() {}
+    assert_eq!(
+        send_plain(&mut r, now + MS, 1, &mut seq, next, &[note_off(60)]),
+        1
+    );
+    let got: Vec<_> = std::iter::from_fn(|| r.poll_event()).collect();
+    assert_eq!(got.len(), 1, "the repeat is handed on");
+    assert_eq!((got[0].seq, got[0].item), (next, Item::Midi(note_off(60))));
+    // And only once.
+    send_plain(&mut r, now + 2 * MS, 1, &mut seq, next, &[note_off(60)]);
+    assert!(r.poll_event().is_none());
+}
+
+#[test]
+fn a_snapshot_that_did_not_fit_is_taken_from_the_next_heartbeat() {
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    let now = 10_000 * MS;
+    let (seq, next) = fill_queue(&mut r, now);
+    let state = |seq: u64| {
+        let mut snapshot = StateSnapshot::IDLE;
+        snapshot.channels[0].notes = 1 << 61;
+        wire::encode_state(
+            1,
+            seq,
+            &wire::StateBody {
+                prelude: Prelude {
+                    sent_ns: now,
+                    epoch: 0,
+                },
+                name: "x",
+                hold_ns: 0,
+                as_of_seq: next,
+                as_of_ns: now,
+                snapshot,
+            },
+        )
+    };
+    r.handle_datagram(now, addr(1), state(seq).as_bytes())
+        .unwrap();
+    assert_eq!(r.stats().dropped[EventDrop::QueueFull as usize], 1);
+    while r.poll_event().is_some() {}
+    // Idle heartbeats repeat the same snapshot (the same `as_of_seq`): the next one is taken.
+    r.handle_datagram(now + MS, addr(1), state(seq + 1).as_bytes())
+        .unwrap();
+    let got: Vec<_> = std::iter::from_fn(|| r.poll_event()).collect();
+    assert_eq!(got.len(), 1);
+    assert!(matches!(got[0].item, Item::Reconcile(s) if s.channels[0].notes == 1 << 61));
+    assert_eq!(got[0].seq, next);
+    r.handle_datagram(now + 2 * MS, addr(1), state(seq + 2).as_bytes())
+        .unwrap();
+    assert!(r.poll_event().is_none(), "applied once");
+}
+
+#[test]
+fn note_offs_keep_places_a_flood_of_note_ons_cannot_take() {
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    let now = 10_000 * MS;
+    let mut seq = 0;
+    let on = |k: u8| MidiMessage::NoteOn {
+        channel: Some(0),
+        key: Some(k),
+        velocity: 0.5,
+        voice_id: None,
+    };
+    let ons: Vec<MidiMessage> = (0..MAX_PENDING).map(|i| on((i % 128) as u8)).collect();
+    send_plain(&mut r, now, 1, &mut seq, 0, &ons);
+    let regular = MAX_PENDING - MAX_PEERS - END_RESERVE;
+    assert_eq!(r.pending_items(), regular);
+    assert_eq!(
+        r.stats().dropped[EventDrop::QueueFull as usize],
+        (MAX_PENDING - regular) as u64
+    );
+    let offs: Vec<MidiMessage> = (0..128).map(note_off).collect();
+    send_plain(&mut r, now, 1, &mut seq, MAX_PENDING as u64, &offs);
+    assert_eq!(r.pending_items(), regular + 128, "every note-off queued");
+}
+
+/// A plain datagram of type ClockReport or Bye from `id`, numbered `seq` (an open room).
+fn report_or_bye(id: u64, seq: u64, bye: bool, sent_ns: u64) -> Datagram {
+    let prelude = Prelude { sent_ns, epoch: 0 };
+    if bye {
+        return wire::encode_bye(id, seq, prelude);
+    }
+    let report = wire::ClockReport {
+        source: ClockSource::Direct,
+        ref_ns: sent_ns,
+        offset_ns: 0,
+        skew_ppb: 0,
+        error_ns: 1_000,
+        rtt_ns: 1_000,
+    };
+    wire::encode_clock_report(id, seq, prelude, &report)
+}
+
+#[test]
+fn memory_is_bounded_whatever_arrives_100k_ids_churned() {
+    // A stranger in an open room makes up a new sender id for every pair of datagrams (a
+    // ClockReport, which makes it join, then a Bye), 100,000 times, one pair every 100 us,
+    // while the audio thread takes nothing (a stalled host): every queue and table stays
+    // within its bound, and a real sender that joins afterwards still plays.
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    let mut rng = Rng(77);
+    let mut now = 10_000 * MS;
+    let mut joined = 0u64;
+    for _ in 0..100_000 {
+        let id = rng.next_u64();
+        now += MS / 10;
+        if r.handle_datagram(now, addr(9), report_or_bye(id, 0, false, now).as_bytes())
+            .is_ok()
+        {
+            joined += 1;
+        }
+        let _ = r.handle_datagram(now, addr(9), report_or_bye(id, 1, true, now).as_bytes());
+        r.handle_timeout(now);
+        assert!(r.pending_items() <= MAX_PENDING);
+        assert!(r.peers().len() <= MAX_PEERS);
+        assert!(r.peers().tombstones() <= 2 * crate::proto::peers::TOMBSTONES);
+    }
+    let elapsed_s = (now - 10_000 * MS) as f64 / 1e9;
+    let most = JOIN_BURST + JOINS_PER_S * elapsed_s;
+    assert!(
+        joined as f64 <= most + 1.0,
+        "{joined} joins in {elapsed_s} s"
+    );
+    assert_eq!(
+        r.stats().rejected[RejectReason::TooManyJoins as usize],
+        100_000 - joined
+    );
+    // One end per slot at most is waiting, however many left.
+    let ends = std::iter::from_fn(|| r.poll_event())
+        .filter(|e| e.item == Item::EndPeer)
+        .count();
+    assert!(ends <= MAX_PEERS, "{ends} ends waiting");
+    let reports = std::iter::from_fn(|| r.poll_peer_event()).count();
+    assert!(reports <= MAX_PEER_EVENTS);
+    assert_eq!(r.stats().peers_gone, joined);
+    // A real sender joins (once the joins allow it) and plays.
+    now += 1_000 * MS;
+    let mut seq = 0;
+    assert_eq!(send_plain(&mut r, now, 4242, &mut seq, 0, &[cc(3)]), 1);
+    let got: Vec<_> = std::iter::from_fn(|| r.poll_event()).collect();
+    assert_eq!(got.len(), 1);
+    assert!(matches!(got[0].item, Item::Midi(_)));
+}
+
+/// A plain ClockReport from `id` that puts its clock `offset_ns` ahead of ours (Direct).
+fn direct_report(id: u64, seq: u64, sent_ns: u64, offset_ns: i64) -> Datagram {
+    let report = wire::ClockReport {
+        source: ClockSource::Direct,
+        ref_ns: sent_ns,
+        offset_ns,
+        skew_ppb: 0,
+        error_ns: 1_000,
+        rtt_ns: 1_000,
+    };
+    wire::encode_clock_report(id, seq, Prelude { sent_ns, epoch: 0 }, &report)
+}
+
+#[test]
+fn events_outside_the_time_window_are_dropped_but_note_offs_are_not() {
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    let now = 100_000 * MS;
+    // (Running since long before: events older than its start belong to an earlier run.)
+    r.handle_timeout(MS);
+    // The Sender's clock is ours exactly (a Direct report).
+    r.handle_datagram(now, addr(1), direct_report(1, 0, now, 0).as_bytes())
+        .unwrap();
+    let at = |time_ns: u64, msg: MidiMessage| TimedMessage { time_ns, msg };
+    let evs = [
+        at(now + 10 * MS, cc(1)),               // a little ahead: fine (clock error)
+        at(now + 600 * MS, cc(2)),              // 0.6 s in the future: dropped
+        at(now - 10_000 * MS, cc(3)),           // 10 s late: dropped
+        at(now - 10_000 * MS, note_off(60)),    // 10 s late, but it ends a note: kept
+        at(now + 3_600_000 * MS, note_off(61)), // an hour ahead, ends a note: at the edge
+        at(now - 1_000 * MS, cc(4)),            // 1 s late: still inside
+    ];
+    let prelude = Prelude {
+        sent_ns: now,
+        epoch: 0,
+    };
+    let (d, n) = encode_events(1, 1, prelude, 0, &evs);
+    assert_eq!(n, evs.len());
+    r.handle_datagram(now, addr(1), d.as_bytes()).unwrap();
+    let got: Vec<_> = std::iter::from_fn(|| r.poll_event()).collect();
+    let seqs: Vec<u64> = got.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![0, 3, 4, 5]);
+    assert_eq!(r.stats().dropped[EventDrop::OutOfWindow as usize], 2);
+    assert_eq!(
+        got[2].due_ns,
+        now + MAX_EARLY_NS as u64,
+        "clamped to the edge"
+    );
+    // Their repeats are not counted again.
+    let (d, _) = encode_events(1, 2, prelude, 0, &evs);
+    r.handle_datagram(now, addr(1), d.as_bytes()).unwrap();
+    assert!(r.poll_event().is_none());
+    assert_eq!(r.stats().dropped[EventDrop::OutOfWindow as usize], 2);
+}
+
+#[test]
+fn one_peer_cannot_raise_the_delay_past_its_cap() {
+    // A peer whose clock report makes everything it sends look 5 s old (a broken clock, or
+    // someone who wants the whole room to wait): D stays within the cap.
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    let mut now = 100_000 * MS;
+    r.handle_timeout(MS);
+    for seq in 0..200u64 {
+        now += 10 * MS;
+        let sent = now - 5_000 * MS;
+        let d = if seq == 0 {
+            direct_report(1, seq, sent, 0)
+        } else {
+            encode_events(
+                1,
+                seq,
+                Prelude {
+                    sent_ns: sent,
+                    epoch: 0,
+                },
+                seq,
+                &[TimedMessage {
+                    time_ns: sent,
+                    msg: cc(1),
+                }],
+            )
+            .0
+        };
+        r.handle_datagram(now, addr(1), d.as_bytes()).unwrap();
+        r.handle_timeout(now);
+        while r.poll_event().is_some() {}
+    }
+    let d = r.playout_delay();
+    let cap = crate::proto::peers::MAX_NEED_NS + ReceiverConfig::default().margin_ns;
+    assert!(d <= cap, "D = {} ms", d as f64 / 1e6);
+    assert!(
+        d >= crate::proto::peers::MAX_NEED_NS,
+        "D = {} ms",
+        d as f64 / 1e6
+    );
+    assert!(r.stats().dropped[EventDrop::OutOfWindow as usize] > 100);
+}
+
+#[test]
+fn a_flooding_peer_leaves_the_others_their_share_of_the_queue() {
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    let now = 10_000 * MS;
+    let (mut a, mut b) = (0, 0);
+    let flood: Vec<MidiMessage> = (0..3_000).map(|i| cc((i % 128) as u8)).collect();
+    send_plain(&mut r, now, 1, &mut a, 0, &flood);
+    // Another player joins; the first goes on flooding; nobody takes from the queue.
+    send_plain(&mut r, now, 2, &mut b, 0, &[cc(1)]);
+    send_plain(&mut r, now, 1, &mut a, 3_000, &flood);
+    let theirs: Vec<MidiMessage> = (0..100).map(|i| cc(i as u8)).collect();
+    send_plain(&mut r, now, 2, &mut b, 1, &theirs);
+    let mut per_peer = [0usize; 2];
+    while let Some(e) = r.poll_event() {
+        per_peer[usize::from(e.peer != 0)] += 1;
+    }
+    assert_eq!(per_peer[1], 101, "the second player's events all queued");
+    assert_eq!(per_peer[0], 3_000, "the flood stopped at its share");
+}
+
+#[test]
+fn a_better_clock_basis_mid_phrase_never_reorders_a_peer() {
+    // A peer with no clock information yet (fastest transit: its events are placed as if
+    // the 40 ms path took no time) plays a note every 10 ms; 200 ms in, its direct clock
+    // exchange converges and its report places its times 40 ms earlier. Nothing may play
+    // before what was queued already, and the spacing then stays within 5 %, until the
+    // placement has caught up with the better clock.
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    r.handle_timeout(MS);
+    let path = 40 * MS;
+    let mut seq = 0;
+    let mut got = Vec::new();
+    for i in 0..300u64 {
+        let t = 100_000 * MS + i * 10 * MS;
+        if i == 20 {
+            r.handle_datagram(t + path, addr(1), direct_report(1, seq, t, 0).as_bytes())
+                .unwrap();
+            seq += 1;
+        }
+        let prelude = Prelude {
+            sent_ns: t,
+            epoch: 0,
+        };
+        let ev = [TimedMessage {
+            time_ns: t,
+            msg: cc((i % 128) as u8),
+        }];
+        let (d, _) = encode_events(1, seq, prelude, i, &ev);
+        seq += 1;
+        r.handle_datagram(t + path, addr(1), d.as_bytes()).unwrap();
+        got.extend(std::iter::from_fn(|| r.poll_event()).map(|e| (e.seq, e.due_ns)));
+    }
+    assert_eq!(got.len(), 300);
+    let peer = r.peers().iter().next().unwrap().1;
+    assert_eq!(peer.basis, ClockBasis::Direct);
+    for w in got.windows(2) {
+        let gap = w[1].1 as i64 - w[0].1 as i64;
+        assert!(
+            (9_500_000..=10_000_000).contains(&gap),
+            "events {} and {}: {gap} ns apart",
+            w[0].0,
+            w[1].0
+        );
+    }
+    // By the end the direct exchange places them exactly (origin + 0).
+    let last = got.last().unwrap();
+    assert_eq!(last.1, 100_000 * MS + 299 * 10 * MS);
+}
+
+#[test]
+fn a_peers_late_figure_is_what_the_audio_thread_counted_for_its_slot() {
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    r.handle_timeout(MS);
+    // An earlier peer of slot 0 had 7 events played late.
+    let mut late = [0u64; MAX_PEERS];
+    late[0] = 7;
+    r.set_audio_late(late);
+    let now = 100_000 * MS;
+    r.handle_datagram(now, addr(1), direct_report(1, 0, now, 0).as_bytes())
+        .unwrap();
+    // Ten events that arrive 1.5 s after their origin, far later than the delay asked for:
+    // whether they play late is for the audio thread to say (it may apply a longer delay).
+    let evs: Vec<TimedMessage> = (0..10)
+        .map(|i| TimedMessage {
+            time_ns: now - 1_500 * MS + i,
+            msg: cc(i as u8),
+        })
+        .collect();
+    let (d, _) = encode_events(
+        1,
+        1,
+        Prelude {
+            sent_ns: now,
+            epoch: 0,
+        },
+        0,
+        &evs,
+    );
+    r.handle_datagram(now, addr(1), d.as_bytes()).unwrap();
+    let mut st = crate::status::ReceiverStatus::default();
+    r.report(now, 0, &mut st);
+    assert_eq!(st.peers[0].late_pct, 0.0, "nothing played late yet");
+    // The audio thread played two of them late.
+    late[0] = 9;
+    r.set_audio_late(late);
+    r.report(now, 0, &mut st);
+    assert!(
+        (st.peers[0].late_pct - 20.0).abs() < 1e-9,
+        "{}",
+        st.peers[0].late_pct
+    );
+}
+
+#[test]
+fn a_kicked_sender_stays_out_until_the_code_changes() {
+    let mut p = Pair::new(ReceiverCore::new(secure()), Some(key()), 0, 5 * MS, 0);
+    p.run(500 * MS);
+    let slot = p.receiver.peers().find(0xABCD).expect("joined");
+    p.receiver.kick(slot);
+    assert!(p.receiver.peers().is_empty());
+    // It goes on sending (higher numbers): clock requests, heartbeats, notes. None is taken
+    // or answered.
+    p.got.clear();
+    let before = p.receiver.stats().rejected[RejectReason::Kicked as usize];
+    p.play(cc(1));
+    p.run(2_000 * MS);
+    assert!(p.receiver.peers().is_empty(), "welcomed back");
+    assert!(p.midi().is_empty());
+    let kicked = p.receiver.stats().rejected[RejectReason::Kicked as usize] - before;
+    assert!(kicked >= 20, "{kicked} datagrams refused as kicked");
+    assert_eq!(p.sender.link(), crate::proto::sender::Link::NoReply);
+    // A new room code lets it in again.
+    p.receiver.forgive_kicked();
+    p.run(500 * MS);
+    assert!(p.receiver.peers().find(0xABCD).is_some());
+}
+
+#[test]
+fn in_an_open_room_nobody_speaks_plain_for_a_sealed_peer() {
+    let open_with_key = ReceiverConfig {
+        open_room: true,
+        ..secure()
+    };
+    let mut p = Pair::new(
+        ReceiverCore::new(open_with_key.clone()),
+        Some(key()),
+        0,
+        5 * MS,
+        0,
+    );
+    p.run(500 * MS);
+    assert!(p.receiver.peers().find(0xABCD).is_some());
+    let prelude = Prelude {
+        sent_ns: p.now,
+        epoch: 1234,
+    };
+    let forged = [
+        encode_events(
+            0xABCD,
+            u64::MAX - 1,
+            prelude,
+            1_000,
+            &[TimedMessage {
+                time_ns: p.now,
+                msg: cc(1),
+            }],
+        )
+        .0,
+        wire::encode_bye(0xABCD, 1_000_000, prelude),
+        wire::encode_time_request(0xABCD, 1_000_001, prelude),
+    ];
+    for d in &forged {
+        assert_eq!(
+            p.receiver.handle_datagram(p.now, addr(666), d.as_bytes()),
+            Err(Reject::SealMismatch)
+        );
+    }
+    assert!(
+        p.receiver.poll_transmit(p.now).is_none(),
+        "nothing answered"
+    );
+    assert!(p.receiver.peers().find(0xABCD).is_some(), "still there");
+    p.got.clear();
+    p.play(cc(2));
+    p.run(100 * MS);
+    assert_eq!(p.midi().len(), 1, "the real peer still plays");
+
+    // Before it joins: a plain request made up under its id and a number it will use does
+    // not use that number up.
+    let mut r = ReceiverCore::new(open_with_key);
+    let k = key();
+    let plain = wire::encode_time_request(77, 5, Prelude::default());
+    r.handle_datagram(0, addr(666), plain.as_bytes()).unwrap();
+    let state = |seq: u64| {
+        wire::encode_state(
+            77,
+            seq,
+            &wire::StateBody {
+                prelude: Prelude {
+                    sent_ns: 0,
+                    epoch: 1234,
+                },
+                name: "x",
+                hold_ns: 0,
+                as_of_seq: 0,
+                as_of_ns: 0,
+                snapshot: StateSnapshot::IDLE,
+            },
+        )
+        .seal_with(Some(&k))
+    };
+    r.handle_datagram(MS, addr(1), state(3).as_bytes()).unwrap();
+    assert_eq!(
+        r.handle_datagram(2 * MS, addr(1), state(5).as_bytes()),
+        Ok(())
+    );
+}
+
+#[test]
+fn goodbyes_of_strangers_request_floods_and_unsent_answers_are_counted() {
+    let mut r = ReceiverCore::new(ReceiverConfig::default());
+    // A goodbye from a sender never heard of.
+    assert_eq!(
+        r.handle_datagram(
+            0,
+            addr(1),
+            wire::encode_bye(5, 0, Prelude::default()).as_bytes()
+        ),
+        Err(Reject::UnknownSender)
+    );
+    assert_eq!(r.stats().rejected[RejectReason::UnknownSender as usize], 1);
+    // A known peer's clock requests go through its rate limit like anything else.
+    let mut seq = 0;
+    send_plain(&mut r, 0, 6, &mut seq, 0, &[cc(1)]);
+    let mut limited = 0;
+    for i in 0..1_000u64 {
+        let d = wire::encode_time_request(6, seq + i, Prelude::default());
+        if r.handle_datagram(i * 1_000, addr(1), d.as_bytes()) == Err(Reject::RateLimited) {
+            limited += 1;
+        }
+        // (The shell sends the answers.)
+        while r.poll_transmit(0).is_some() {}
+    }
+    assert!(limited > 500, "{limited} rate limited");
+    assert_eq!(
+        r.stats().rejected[RejectReason::RateLimited as usize],
+        limited
+    );
+    // Nobody sends the answers: once MAX_PENDING_REPLIES wait, requests are refused, counted.
+    let mut busy = 0;
+    for id in 0..(MAX_PENDING_REPLIES as u64 + 10) {
+        let d = wire::encode_time_request(1_000 + id, 0, Prelude::default());
+        if r.handle_datagram(MS, addr(2), d.as_bytes()) == Err(Reject::Busy) {
+            busy += 1;
+        }
+    }
+    assert_eq!(busy, 10);
+    assert_eq!(r.stats().rejected[RejectReason::Busy as usize], 10);
+    assert_eq!(
+        std::iter::from_fn(|| r.poll_transmit(0)).count(),
+        MAX_PENDING_REPLIES
+    );
+}

@@ -353,21 +353,159 @@ fn close_releases_what_is_held_then_says_bye() {
         ]
     );
     assert_eq!(out[1].sent_ns, Some(t + MS));
+    // The goodbye is repeated: the last batches (the note-offs among them) and the Bye,
+    // BYE_SPACING_NS apart, BYE_ROUNDS times in all; then nothing.
+    let mut at = t + MS;
+    for _ in 1..BYE_ROUNDS {
+        assert_eq!(s.poll_timeout(), Some(at + BYE_SPACING_NS));
+        s.handle_timeout(at + BYE_SPACING_NS - 1);
+        assert!(drain(&mut s, at + BYE_SPACING_NS - 1, None).is_empty());
+        at += BYE_SPACING_NS;
+        s.handle_timeout(at);
+        let out = drain(&mut s, at, None);
+        let kinds: Vec<_> = out.iter().map(|d| d.ty).collect();
+        assert_eq!(kinds, vec![PacketType::Events, PacketType::Bye]);
+        assert!(out[0].events.iter().any(|e| e.1.msg == note(false, 60)));
+    }
     assert_eq!(s.poll_timeout(), None);
-    s.handle_timeout(t + 10 * MS);
-    assert!(drain(&mut s, t + 10 * MS, None).is_empty());
+    s.handle_timeout(at + 100 * MS);
+    assert!(drain(&mut s, at + 100 * MS, None).is_empty());
 }
 
 #[test]
-fn without_a_receiver_old_events_are_dropped_and_counted() {
-    let mut s = SenderCore::new(1, "", None);
-    for i in 0..(MAX_PENDING as u64 + 10) {
+fn without_redundancy_the_goodbye_still_repeats_the_note_offs() {
+    let (mut s, t) = connected(None);
+    s.set_redundancy(0);
+    drain(&mut s, t, None);
+    s.push_event(TimedMessage {
+        time_ns: t,
+        msg: note(true, 64),
+    });
+    s.end_block();
+    drain(&mut s, t, None);
+    s.close(t + MS);
+    let mut offs = 0;
+    let mut byes = 0;
+    let mut at = t + MS;
+    loop {
+        for o in drain(&mut s, at, None) {
+            offs += o
+                .events
+                .iter()
+                .filter(|e| e.1.msg == note(false, 64))
+                .count();
+            byes += usize::from(o.ty == PacketType::Bye);
+        }
+        let Some(next) = s.poll_timeout() else { break };
+        at = next;
+        s.handle_timeout(at);
+    }
+    assert_eq!((offs, byes), (BYE_ROUNDS, BYE_ROUNDS));
+    assert!(at - (t + MS) <= 2 * BYE_SPACING_NS);
+}
+
+#[test]
+fn a_full_buffer_drops_the_newest_but_takes_note_offs() {
+    let (mut s, t) = connected(None);
+    drain(&mut s, t, None);
+    let regular = MAX_PENDING - NOTE_OFF_RESERVE;
+    // A block of more note-ons than fit (a host gone mad), then its note-offs.
+    for i in 0..(regular + 10) {
         s.push_event(TimedMessage {
-            time_ns: i,
-            msg: note(true, 1),
+            time_ns: t + i as u64,
+            msg: note(true, (i % 128) as u8),
         });
     }
-    assert_eq!(s.stats().events_dropped, 10);
+    assert_eq!(s.stats().events_dropped, 10, "the newest ten");
+    for k in 0..128 {
+        s.push_event(TimedMessage {
+            time_ns: t + MS,
+            msg: note(false, k),
+        });
+    }
+    assert_eq!(s.stats().events_dropped, 10, "every note-off taken");
+    s.end_block();
+    let mut sent: Vec<(u64, TimedMessage)> = drain(&mut s, t + MS, None)
+        .into_iter()
+        .flat_map(|o| o.events)
+        .collect();
+    // (Each datagram repeats the last batches.)
+    sent.sort_by_key(|e| e.0);
+    sent.dedup_by_key(|e| e.0);
+    // The oldest went out first, numbered from 0; the note-offs last.
+    assert_eq!(sent[0].0, 0);
+    assert_eq!(sent[0].1.time_ns, t);
+    assert_eq!(sent.len(), regular + 128);
+    assert!(sent[regular..]
+        .iter()
+        .all(|e| e.1.msg == note(false, (e.0 - regular as u64) as u8)));
+}
+
+#[test]
+fn events_held_without_a_receiver_are_not_sent_in_a_stale_burst() {
+    // Nobody answers for 3 s while the player plays 300 notes; then the Receiver answers.
+    let mut s = SenderCore::new(42, "alice", None);
+    let mut now = 1_000;
+    for i in 0..300u64 {
+        now = 1_000 + i * 10 * MS;
+        s.handle_timeout(now);
+        for on in [true, false] {
+            s.push_event(TimedMessage {
+                time_ns: now,
+                msg: note(on, (i % 100) as u8),
+            });
+        }
+        s.end_block();
+        let _ = drain(&mut s, now, None);
+    }
+    let t1 = s.outstanding[(s.outstanding_next + OUTSTANDING - 1) % OUTSTANDING];
+    now += MS;
+    reply(&mut s, t1, now, 9, None);
+    s.handle_timeout(now);
+    let out = drain(&mut s, now, None);
+    let evs: Vec<&(u64, TimedMessage)> = out.iter().flat_map(|o| &o.events).collect();
+    assert!(!evs.is_empty(), "the last second is sent");
+    for (_, e) in &evs {
+        assert!(
+            now - e.time_ns <= MAX_PENDING_AGE_NS,
+            "an event {} ms old went out",
+            (now - e.time_ns) / MS
+        );
+    }
+    let mut seqs: Vec<u64> = evs.iter().map(|e| e.0).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert!(seqs.len() <= 2 * 101, "{} events", seqs.len());
+    assert!(s.stats().events_dropped >= 2 * 199);
+}
+
+#[test]
+fn a_stale_note_off_of_a_sent_note_reaches_the_receiver_in_the_snapshot() {
+    let (mut s, t) = connected(None);
+    drain(&mut s, t, None);
+    s.push_event(TimedMessage {
+        time_ns: t,
+        msg: note(true, 60),
+    });
+    s.end_block();
+    let out = drain(&mut s, t, None);
+    assert!(out.iter().any(|o| o.ty == PacketType::Events));
+    // Its note-off is stamped, but its block never ends (the host's end-of-block message
+    // was lost): it waits in the Sender for more than a second.
+    s.push_event(TimedMessage {
+        time_ns: t + 10 * MS,
+        msg: note(false, 60),
+    });
+    let later = t + 10 * MS + MAX_PENDING_AGE_NS + MS;
+    s.handle_timeout(later);
+    let out = drain(&mut s, later, None);
+    let (as_of, snap) = out
+        .iter()
+        .find_map(|o| o.state)
+        .expect("a snapshot goes out at once");
+    assert_eq!(snap.channels[0].notes, 0, "the note is released in it");
+    assert_eq!(as_of, 2, "newer than the note-on and the note-off");
+    assert!(out.iter().all(|o| o.events.is_empty()), "not sent late");
 }
 
 #[test]
@@ -396,6 +534,15 @@ fn nothing_follows_the_bye_not_even_a_late_clock_answer() {
     reply(&mut s, t1, t1 + 2 * MS, 9, None);
     s.handle_timeout(t1 + 3 * MS);
     assert_eq!(drain(&mut s, t1 + 3 * MS, None), Vec::new());
+    // Nor with the goodbye's repeats: they are Byes alone (nothing was played).
+    let mut at = t1 + MS;
+    while let Some(next) = s.poll_timeout() {
+        at = next;
+        s.handle_timeout(at);
+        let kinds: Vec<_> = drain(&mut s, at, None).iter().map(|o| o.ty).collect();
+        assert_eq!(kinds, vec![PacketType::Bye]);
+    }
+    assert!(at > t1 + MS);
 }
 
 #[test]

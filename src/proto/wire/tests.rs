@@ -17,10 +17,11 @@ fn arb_unit() -> impl Strategy<Value = f32> {
 fn arb_msg() -> impl Strategy<Value = MidiMessage> {
     let voice = proptest::option::of(any::<i32>());
     prop_oneof![
-        (arb_opt7(16), arb_opt7(128), arb_unit(), voice.clone()).prop_map(|(c, k, v, id)| {
+        // Only a note-off may name any channel or key (255 on the wire).
+        (0u8..16, 0u8..128, arb_unit(), voice.clone()).prop_map(|(c, k, v, id)| {
             MidiMessage::NoteOn {
-                channel: c,
-                key: k,
+                channel: Some(c),
+                key: Some(k),
                 velocity: v,
                 voice_id: id,
             }
@@ -33,10 +34,10 @@ fn arb_msg() -> impl Strategy<Value = MidiMessage> {
                 voice_id: id,
             }
         }),
-        (arb_opt7(16), arb_opt7(128), arb_unit(), voice).prop_map(|(c, k, v, id)| {
+        (0u8..16, 0u8..128, arb_unit(), voice).prop_map(|(c, k, v, id)| {
             MidiMessage::PolyPressure {
-                channel: c,
-                key: k,
+                channel: Some(c),
+                key: Some(k),
                 pressure: v,
                 voice_id: id,
             }
@@ -445,6 +446,26 @@ fn empty_and_out_of_range_events_are_rejected() {
         Err(DecodeError::Malformed),
         "event numbers that would wrap"
     );
+    // Wildcards (255): a note-off may carry them, a note-on or key pressure may not.
+    for (c, k) in [(255, 60), (0, 255), (255, 255)] {
+        for msg in [
+            WireMsg::NoteOn(c, k, 1.0, None),
+            WireMsg::PolyPressure(c, k, 0.5, None),
+        ] {
+            let ev = WireEvent { dt_ns: 0, msg };
+            assert_eq!(
+                decode_body(&h, &events_body(0, 5, &[ev]), &mut out),
+                Err(DecodeError::InvalidEvent),
+                "channel {c} key {k}"
+            );
+        }
+        let off = WireEvent {
+            dt_ns: 0,
+            msg: WireMsg::NoteOff(c, k, 0.0, None),
+        };
+        assert!(decode_body(&h, &events_body(0, 5, &[off]), &mut out).is_ok());
+    }
+    out.clear();
     assert!(out.is_empty());
 }
 
