@@ -160,7 +160,7 @@ pub fn receiver_status() -> ReceiverStatus {
         },
         history,
         rejected,
-        events_dropped: Vec::new(),
+        events_dropped: vec![("queue full", 0), ("out of time window", 2)],
         datagrams: 18_412,
         events: 24_930,
         late: 21,

@@ -332,11 +332,21 @@ fn players(ui: &mut Ui, status: &ReceiverStatus, rows: &[PeerRow], commands: &Co
             let title = format!("PLAYERS ({})", rows.len());
             ui.label(RichText::new(title).size(SMALL).color(WEAK).strong());
             ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+                let dropped = view::events_dropped(status);
+                if let Some((total, why)) = &dropped {
+                    ui.label(
+                        RichText::new(format!("{total} dropped"))
+                            .size(SMALL)
+                            .color(tone_color(Tone::Warn)),
+                    )
+                    .on_hover_text(why.as_str());
+                }
                 let counts = format!(
-                    "{} datagrams accepted · {} events, {} late",
+                    "{} datagrams accepted · {} events, {} late{}",
                     format::count(status.datagrams),
                     format::count(status.events),
-                    format::count(status.late)
+                    format::count(status.late),
+                    if dropped.is_some() { ", " } else { "" }
                 );
                 ui.label(RichText::new(counts).size(SMALL).color(WEAK));
             });

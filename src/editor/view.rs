@@ -339,6 +339,30 @@ pub fn rejected(s: &ReceiverStatus) -> Vec<(&'static str, String)> {
     v.into_iter().map(|(l, n)| (l, format::count(n))).collect()
 }
 
+/// Events of accepted datagrams that were not played, when there are any: the total, and one
+/// line per reason with a count (most frequent first), for a hover text.
+pub fn events_dropped(s: &ReceiverStatus) -> Option<(String, String)> {
+    let mut v: Vec<(&'static str, u64)> = s
+        .events_dropped
+        .iter()
+        .copied()
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let total = format::count(v.iter().map(|&(_, n)| n).sum());
+    let why: Vec<String> = v
+        .iter()
+        .map(|(l, n)| format!("{}: {}", l, format::count(*n)))
+        .collect();
+    Some((
+        total,
+        format!("Events received but not played\n{}", why.join("\n")),
+    ))
+}
+
 /// The Sender's link, in words: a headline and a hint saying what to do about it.
 pub fn link(s: &SenderStatus) -> (Cell, Option<String>) {
     let dest = s
@@ -619,6 +643,24 @@ mod tests {
         assert_eq!(ntp(None, "pool.ntp.org").text, "waiting for pool.ntp.org");
         let c = ntp(Some((1_200_000, 3_000_000)), "pool.ntp.org");
         assert_eq!(c.text, "+1.2 ms ±3.0 ms (fair)");
+    }
+
+    #[test]
+    fn dropped_events_total_and_reasons() {
+        let mut s = ReceiverStatus::default();
+        assert_eq!(events_dropped(&s), None);
+        s.events_dropped = vec![("queue full", 0), ("out of time window", 0)];
+        assert_eq!(events_dropped(&s), None);
+        s.events_dropped = vec![("queue full", 2), ("out of time window", 1_500)];
+        let (total, why) = events_dropped(&s).expect("some dropped");
+        assert_eq!(total, format::count(1_502));
+        assert_eq!(
+            why,
+            format!(
+                "Events received but not played\nout of time window: {}\nqueue full: 2",
+                format::count(1_500)
+            )
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::proto::receiver::{
 use crate::proto::room::RoomCode;
 use crate::proto::seal::{KeyError, RoomKey};
 use crate::settings::ReceiverSettings;
+use crate::status::PUBLISH_EVERY_NS;
 use crate::status::{Command, Commands, ListenState, Published, ReceiverStatus};
 use crate::ReceiverParams;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -28,9 +29,6 @@ const HOUSEKEEPING: Duration = Duration::from_millis(5);
 
 /// How long to wait before trying a busy port again.
 pub const REBIND_EVERY_NS: u64 = 1_000_000_000;
-
-/// How often the editor's snapshot is refreshed (and a history point added).
-const PUBLISH_EVERY_NS: u64 = 250_000_000;
 
 /// Receive buffer: larger than any datagram we accept, so an oversized one is seen as such
 /// (and rejected) instead of silently truncated to a valid-looking prefix.

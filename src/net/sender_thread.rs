@@ -10,6 +10,7 @@ use crate::proto::seal::{KeyError, RoomKey};
 use crate::proto::sender::{Link, SenderCore};
 use crate::proto::wire::ClockSource as WireSource;
 use crate::settings::{SenderSettings, Settings};
+use crate::status::PUBLISH_EVERY_NS;
 use crate::status::{ClockSource, LinkState, Published, SenderStatus};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
@@ -31,8 +32,6 @@ const RESOLVE_EVERY_NS: u64 = 60_000_000_000;
 const ROOM_FILE_EVERY_NS: u64 = 2_000_000_000;
 /// ... and while the Receiver does not answer or refuses us.
 const ROOM_FILE_RETRY_NS: u64 = 100_000_000;
-/// How often the editor's snapshot is refreshed.
-const PUBLISH_EVERY_NS: u64 = 250_000_000;
 /// Longest the thread stays, once asked to stop, to send the goodbye's repeats
 /// ([`crate::proto::sender::BYE_ROUNDS`] rounds spanning 20 ms), ns.
 const GOODBYE_WAIT_NS: u64 = 50_000_000;
