@@ -26,7 +26,7 @@ use super::event::{MidiMessage, TimedMessage};
 use super::receiver::NtpOffset;
 use super::reject::Reject;
 use super::seal::RoomKey;
-use super::state::StateSnapshot;
+use super::state::{HeldState, StateSnapshot};
 use super::wire::{self, Body, ClockReport, ClockSource, Datagram, PacketType, Prelude, StateBody};
 use crate::timing::clock_filter::ClockFilter;
 use crate::timing::windowed::WindowedMax;
@@ -166,9 +166,9 @@ pub struct SenderCore {
     /// A repeat-only datagram should go out.
     tail_pending: bool,
     /// State after every event sent (what the Receiver can know).
-    sent_state: StateSnapshot,
+    sent_state: HeldState,
     /// State after every event pushed (what to release on close).
-    pushed_state: StateSnapshot,
+    pushed_state: HeldState,
     /// Latest origin time among the events sent.
     as_of_ns: Option<u64>,
     /// Largest `send time - origin` of recent events (`None` before the first).
@@ -242,8 +242,8 @@ impl SenderCore {
             tail_left: 0,
             next_tail: 0,
             tail_pending: false,
-            sent_state: StateSnapshot::IDLE,
-            pushed_state: StateSnapshot::IDLE,
+            sent_state: HeldState::IDLE,
+            pushed_state: HeldState::IDLE,
             as_of_ns: None,
             hold: None,
             hold_hint: DEFAULT_HOLD_NS,
@@ -329,7 +329,7 @@ impl SenderCore {
 
     /// What is held, after every event pushed so far.
     pub fn held(&self) -> &StateSnapshot {
-        &self.pushed_state
+        self.pushed_state.snapshot()
     }
 
     /// Adds one stamped event to the block in progress. When the pending events are full,
@@ -503,7 +503,7 @@ impl SenderCore {
             hold_ns: self.hold.map_or(self.hold_hint, |w| w.get().max(0) as u64),
             as_of_seq: self.pending_first,
             as_of_ns: self.as_of_ns.unwrap_or(now),
-            snapshot: self.sent_state,
+            snapshot: *self.sent_state.snapshot(),
         };
         let d = wire::encode_state(self.sender_id, seq, &body);
         self.finish(d)
@@ -783,7 +783,7 @@ impl SenderCore {
         if self.closed {
             return;
         }
-        let held = self.pushed_state;
+        let held = self.pushed_state.clone();
         held.release_all(|msg| self.push_event(TimedMessage { time_ns: now, msg }));
         self.end_block();
         // The final batch is repeated in the later rounds even without redundancy.

@@ -8,7 +8,7 @@
 //! Sender that goes away releases what the state says it holds.
 //!
 //! Plain `Copy` data (336 bytes), so it can travel through the lock-free queue to the audio
-//! thread.
+//! thread. The Sender keeps it inside a [`HeldState`], which also counts the voices on each key.
 
 use super::event::MidiMessage;
 
@@ -166,6 +166,107 @@ impl StateSnapshot {
     }
 }
 
+/// The Sender's own record of what it holds: the snapshot it ships, and how many voices hold
+/// each key. CLAP lets two voices (two note ids) sound on one key; the snapshot's bit for a
+/// key stays set until the last of them is released, so that a Receiver reconciling with it
+/// never ends a voice that is still held. (The count stays on the Sender: the snapshot that
+/// travels keeps one bit per key, and a Receiver that lost one of two note-offs keeps the
+/// other voice until the key is released for good, when the next snapshot ends it.)
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldState {
+    /// What a snapshot says: a key's bit is set while its count is above 0.
+    snapshot: StateSnapshot,
+    /// Voices holding each key, per channel (saturating at 255).
+    voices: [[u8; 128]; CHANNELS],
+}
+
+impl Default for HeldState {
+    fn default() -> Self {
+        Self::IDLE
+    }
+}
+
+impl HeldState {
+    /// Nothing held.
+    pub const IDLE: Self = Self {
+        snapshot: StateSnapshot::IDLE,
+        voices: [[0; 128]; CHANNELS],
+    };
+
+    /// The snapshot to ship.
+    pub fn snapshot(&self) -> &StateSnapshot {
+        &self.snapshot
+    }
+
+    /// Follows one message, counting voices per key.
+    pub fn apply(&mut self, msg: &MidiMessage) {
+        match *msg {
+            MidiMessage::NoteOn {
+                channel: Some(c),
+                key: Some(k),
+                velocity,
+                ..
+            } if velocity > 0.0 => {
+                let (c, k) = (c as usize % CHANNELS, k as usize & 127);
+                self.voices[c][k] = self.voices[c][k].saturating_add(1);
+                self.snapshot.channels[c].notes |= 1u128 << k;
+            }
+            MidiMessage::NoteOn {
+                channel: Some(c),
+                key: Some(k),
+                ..
+            }
+            | MidiMessage::NoteOff {
+                channel: Some(c),
+                key: Some(k),
+                ..
+            } => {
+                let (c, k) = (c as usize % CHANNELS, k as usize & 127);
+                self.voices[c][k] = self.voices[c][k].saturating_sub(1);
+                if self.voices[c][k] == 0 {
+                    self.snapshot.channels[c].notes &= !(1u128 << k);
+                }
+            }
+            _ => {
+                // Wildcards and channel mode messages release whole keys or channels: follow
+                // the bits, then drop the counts of every key they cleared.
+                self.snapshot.apply(msg);
+                for (ch, counts) in self.snapshot.channels.iter().zip(self.voices.iter_mut()) {
+                    for (k, n) in counts.iter_mut().enumerate() {
+                        if ch.notes & (1u128 << k) == 0 {
+                            *n = 0;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Voices held on all channels.
+    pub fn held_voices(&self) -> u32 {
+        self.voices.iter().flatten().map(|&n| n as u32).sum()
+    }
+
+    /// The messages that release everything held: a note-off per held voice, then sustain off
+    /// and bend centred as [`StateSnapshot::release_all`] does.
+    pub fn release_all(&self, mut f: impl FnMut(MidiMessage)) {
+        self.snapshot.release_all(|m| {
+            if let MidiMessage::NoteOff {
+                channel: Some(c),
+                key: Some(k),
+                ..
+            } = m
+            {
+                for _ in 0..self.voices[c as usize % CHANNELS][k as usize & 127].max(1) {
+                    f(m);
+                }
+            } else {
+                f(m);
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +364,47 @@ mod tests {
             value: 0.0,
         });
         assert_eq!(s.held_notes(), 1);
+    }
+
+    #[test]
+    fn a_key_stays_held_until_its_last_voice_is_released() {
+        let mut h = HeldState::IDLE;
+        h.apply(&on(3, 60));
+        h.apply(&on(3, 60));
+        h.apply(&on(3, 62));
+        assert_eq!(h.held_voices(), 3);
+        h.apply(&off(Some(3), Some(60)));
+        assert_eq!(h.snapshot().channels[3].notes, (1 << 60) | (1 << 62));
+        let mut released = Vec::new();
+        h.release_all(|m| released.push(m));
+        assert_eq!(
+            released,
+            vec![off(Some(3), Some(60)), off(Some(3), Some(62))]
+        );
+        h.apply(&off(Some(3), Some(60)));
+        assert_eq!(h.snapshot().channels[3].notes, 1 << 62);
+        // A release with no voice left changes nothing.
+        h.apply(&off(Some(3), Some(60)));
+        assert_eq!(h.held_voices(), 1);
+        // Two voices, one key, both released by a wildcard: nothing left to count.
+        h.apply(&on(3, 64));
+        h.apply(&on(3, 64));
+        h.apply(&off(Some(3), None));
+        assert_eq!(h.held_voices(), 0);
+        assert!(h.snapshot().channels[3].notes == 0);
+        h.apply(&on(3, 64));
+        h.apply(&MidiMessage::ControlChange {
+            channel: 3,
+            cc: CC_ALL_NOTES_OFF,
+            value: 0.0,
+        });
+        assert_eq!(h.held_voices(), 0);
+        // Two voices released one by one: both note-offs go out on close.
+        h.apply(&on(5, 1));
+        h.apply(&on(5, 1));
+        let mut released = Vec::new();
+        h.release_all(|m| released.push(m));
+        assert_eq!(released, vec![off(Some(5), Some(1)); 2]);
     }
 
     #[test]
