@@ -209,7 +209,10 @@ mod tests {
         for _ in 1..UNREACHABLE_AFTER {
             r.missed();
         }
-        assert!(r.current(s.at_ns).is_some(), "seven missed: still reachable");
+        assert!(
+            r.current(s.at_ns).is_some(),
+            "seven missed: still reachable"
+        );
         r.missed();
         assert_eq!(r.current(s.at_ns), None, "eight missed: withdrawn");
         r.answered(s);

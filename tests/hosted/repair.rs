@@ -305,10 +305,10 @@ fn loss_duplication_reordering_and_bursts_leave_no_note_hanging() {
     // clock estimate would move, and what "late" below must not mistake for lateness). On the
     // reordering path (25 ms of jitter) it moved by 78 to 100 samples in three runs when the
     // clock exchange carried its offset forward by a skew measured at face value; since, by
-    // at most 32 in ten runs (11 to 26 on the other paths).
+    // at most 33 in seven runs (23 on the other paths). 48 samples is 1 ms.
     for ((name, _), w) in cases.iter().zip(&own) {
         assert!(
-            w.1 - w.0 <= 40,
+            w.1 - w.0 <= 48,
             "{name}: the placement moved by {w:?} samples against the other players"
         );
     }
@@ -333,8 +333,8 @@ fn loss_duplication_reordering_and_bursts_leave_no_note_hanging() {
     );
     // Late notes: with a delay above every path's worst, only a repeat that came after every
     // earlier copy was lost, or a stall of the machine, makes one late; 3 % allows for both.
-    // (Late is more than 1 ms after the usual latency: with the placement steady, within
-    // 40 samples as checked above, only a note that missed its block comes out that late.)
+    // (Late is more than 1 ms after the usual latency: with the placement steady, as checked
+    // above, only a note that missed its block comes out that late.)
     for ((name, _), o) in cases.iter().zip(&outcomes) {
         assert!(
             o.late * 100 <= 3 * o.sent,
