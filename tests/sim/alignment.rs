@@ -415,7 +415,8 @@ fn delay_rises_at_once_holds_20_s_and_forgets_a_leaver() {
     w.run_until(SETTLED + 22_000 * MS);
     let risen = w.receiver.playout_delay();
     // The first event over the old D's reach: the network thread raises D at its next update,
-    // to cover it.
+    // to cover it (less the difference between the Receiver's view and the truth: its longest
+    // block over 2 s against 512 samples, and the placement error, 0.4 ms measured).
     let first = *w.delivered[1]
         .iter()
         .find(|e| e.arrival > slower && e.latency + BLOCK + MARGIN > before + BAND)
@@ -423,7 +424,7 @@ fn delay_rises_at_once_holds_20_s_and_forgets_a_leaver() {
     let next_update = first.arrival + RECEIVER_TIMER_NS;
     let at_update = w.target_at(next_update);
     assert!(
-        at_update >= first.latency + BLOCK + MARGIN - BAND,
+        at_update >= first.latency + BLOCK + MARGIN - MS as i64,
         "D {at_update} one update after an event of latency {}",
         first.latency
     );
