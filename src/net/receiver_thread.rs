@@ -5,7 +5,7 @@
 use super::{clock, ntp, room_file};
 use crate::bridge::{NetState, ReceiverShared};
 use crate::proto::receiver::{
-    push_history, EventDrop, NtpOffset, PeerEvent, ReceiverConfig, ReceiverCore, RejectReason,
+    push_history, EventDrop, PeerEvent, ReceiverConfig, ReceiverCore, RejectReason,
     ScheduledEvent,
 };
 use crate::proto::room::RoomCode;
@@ -200,12 +200,8 @@ impl ReceiverThread {
                 }
                 code = d.code;
             }
-            if let Some(n) = *ntp_rx.borrow() {
-                core.set_ntp(Some(NtpOffset {
-                    offset_ns: n.offset_ns,
-                    error_ns: n.error_ns,
-                }));
-            }
+            // (`None` once the NTP server stopped answering.)
+            core.set_ntp(ntp::offset(*ntp_rx.borrow()));
             let (margin, mode) = self.params.playout();
             core.set_playout(margin, mode);
             core.set_timeout(self.params.timeout_ns());

@@ -4,7 +4,6 @@
 
 use super::{clock, ntp, room_file};
 use crate::bridge::{NetState, SenderMsg, SenderShared};
-use crate::proto::receiver::NtpOffset;
 use crate::proto::room::RoomCode;
 use crate::proto::seal::{KeyError, RoomKey};
 use crate::proto::sender::{Link, SenderCore};
@@ -180,7 +179,7 @@ impl SenderThread {
         let mut ntp_task = tokio::spawn(ntp::run(settings.ntp_server.clone(), ntp_tx));
         let mut status = SenderStatus::default();
         let mut next_publish = 0u64;
-        let mut ntp_now = None;
+        let mut ntp_now: Option<ntp::NtpSample>;
         self.shared.set_state(NetState::Starting);
         loop {
             let stopping = tokio::select! {
@@ -198,13 +197,9 @@ impl SenderThread {
                 }
             };
             let now = clock::now_ns();
-            if let Some(n) = *ntp_rx.borrow() {
-                ntp_now = Some(n);
-                core.set_ntp(Some(NtpOffset {
-                    offset_ns: n.offset_ns,
-                    error_ns: n.error_ns,
-                }));
-            }
+            // (`None` once the NTP server stopped answering.)
+            ntp_now = *ntp_rx.borrow();
+            core.set_ntp(ntp::offset(ntp_now));
 
             // Settings changed (project loaded, or edited): follow them.
             let g = self.settings.generation();

@@ -2,8 +2,10 @@
 //!
 //! A plugin learns the time once per block, by reading the session clock when `process()`
 //! starts. That moment is late by a variable amount (the audio thread's wake-up, the plugins
-//! before us, hosts that split one device buffer into several calls back to back), but never
-//! early, while the samples themselves are played by a crystal at a steady rate. So the raw
+//! before us), but never early, while the samples themselves are played by a crystal at a
+//! steady rate. (Except a call that follows the previous one sooner than half its audio: a host
+//! that splits one device buffer, or a block at a loop point, into calls back to back makes the
+//! later ones ahead of their samples. Their readings are left out of the fit.) So the raw
 //! reading is not used as the block's time: each block gets a start time on a straight line
 //! `time = a + b * sample_index`, fitted to the readings as Ableton Link's host-time filter
 //! does (a linear regression over the recent `(sample index, time)` pairs, Link's
@@ -12,7 +14,7 @@
 //! (the reasoning of NTP's minimum-delay clock filter, RFC 5905 §10).
 //!
 //! - The audio is cut into buckets of [`BUCKET_NS`]; each bucket keeps its earliest reading
-//!   relative to the line (one comparison per block).
+//!   relative to the line (one comparison per block), of the calls paced by the sound card.
 //! - When a bucket closes, the line is refitted by least squares through the last
 //!   [`BUCKETS`] bucket minima (16 s); its slope is the measured duration of one sample (the
 //!   device's rate against the system clock, within 1,000 ppm of nominal).
@@ -33,9 +35,14 @@
 //!   say so): detected over a second of audio ([`HostClock::is_offline`]), since there is no
 //!   wall clock to align to then.
 //!
+//! The host's transport (its song position, loops, locates) plays no part: the line maps the
+//! samples the host has processed, counted from the lock, to the session timeline, so a host
+//! that jumps its transport, or splits a block at a loop point into two calls, keeps its line as
+//! long as it keeps calling `process()` at pace.
+//!
 //! Pure: the caller passes the time in; nothing here reads a clock or allocates, so it runs on
-//! the audio thread. A block costs a few comparisons; a refit, every half second, a sum over 32
-//! points.
+//! the audio thread. A block costs a few comparisons; a refit (when a bucket closes, or, before
+//! two have, when the open bucket gets an earlier reading) a sum over at most 32 points.
 
 /// Audio time per bucket, ns.
 pub const BUCKET_NS: f64 = 500e6;
@@ -124,6 +131,11 @@ pub struct HostClock {
     stale_min: f64,
     /// Session time the current staleness window began (0: not begun).
     stale_since: u64,
+    /// The points the line is fitted to changed since the last refit.
+    dirty: bool,
+    /// Session time and audio duration (ns) of the previous call with samples: a call that
+    /// follows it sooner than half of that is not paced by the sound card.
+    prev_call: Option<(u64, f64)>,
 }
 
 impl Default for HostClock {
@@ -153,6 +165,8 @@ impl HostClock {
             prev_end: None,
             stale_min: 0.0,
             stale_since: 0,
+            dirty: false,
+            prev_call: None,
         }
     }
 
@@ -208,6 +222,8 @@ impl HostClock {
         self.open_until = 0;
         self.stale_since = 0;
         self.prev_end = None;
+        self.dirty = true;
+        self.prev_call = None;
     }
 
     /// Number of samples per bucket.
@@ -298,27 +314,46 @@ impl HostClock {
             if let Some(o) = &mut self.open {
                 o.1 += shift;
             }
+            self.dirty = true;
         }
         let x = self.samples as f64;
+        // A call that comes sooner after the previous one than half the previous block's audio
+        // was not waiting for the sound card: the second part of a block the host split (at a
+        // loop point, for automation), or a burst of calls for one device buffer. It runs
+        // ahead of its samples, so its reading says nothing about when they play.
+        let paced = self
+            .prev_call
+            .is_none_or(|(t, d)| now.saturating_sub(t) as f64 >= d / 2.0);
+        self.prev_call = Some((now, n as f64 * self.line.1));
 
-        // The open bucket keeps its earliest reading relative to the line.
+        // The open bucket keeps its earliest paced reading relative to the line.
         if self.samples >= self.open_until && self.open.is_some() {
             if let Some(p) = self.open.take() {
                 self.minima[self.minima_next] = p;
                 self.minima_next = (self.minima_next + 1) % BUCKETS;
                 self.minima_len = (self.minima_len + 1).min(BUCKETS);
+                self.dirty = true;
             }
         }
         let slope = self.line.1;
-        match self.open {
-            Some((ox, oy)) if oy - slope * ox <= y - slope * x => {}
-            Some(_) => self.open = Some((x, y)),
+        let earlier = match self.open {
+            _ if !paced => false,
+            Some((ox, oy)) if oy - slope * ox <= y - slope * x => false,
+            Some(_) => {
+                self.open = Some((x, y));
+                true
+            }
             None => {
                 self.open = Some((x, y));
                 self.open_until = self.samples + self.bucket_samples();
+                true
             }
+        };
+        // Only the closed buckets count once two have closed; before, the open one too.
+        if self.dirty || (earlier && self.minima_len < 2) {
+            self.refit();
+            self.dirty = false;
         }
-        self.refit();
 
         // Blocks never overlap by more than a sample: when the line moves back (a new earliest
         // reading, a refit), the blocks close the gap one sample per block (a 0.2 % slew at
@@ -440,6 +475,14 @@ mod tests {
             .map(|w| ((w[1] - w[0]) - 512.0 * nps).abs())
             .fold(0.0, f64::max);
         assert!(worst < nps, "step error {worst} ns");
+        // And on the sound card's time: the first call of each burst waits for its buffer; the
+        // three after it come early (by up to 32 ms) and are not taken for the truth.
+        let off = starts[2000..]
+            .iter()
+            .enumerate()
+            .map(|(k, s)| (s - (t0 as f64 + (2000 + k) as f64 * 512.0 * nps)).abs())
+            .fold(0.0, f64::max);
+        assert!(off < nps, "{off} ns off the sound card");
         assert_eq!((relocks_at_half, c.relocks()), (0, 0));
         assert!(!c.is_offline());
     }
@@ -544,5 +587,52 @@ mod tests {
         let d = c.update(1_000 + 10_666_667, 512, SR);
         assert_eq!(a.start_ns, 1_000);
         assert_eq!(b.start_ns, d.start_ns);
+    }
+
+    #[test]
+    fn a_transport_jump_or_a_loop_split_keeps_the_line() {
+        // The clock ignores the host's transport: a host that loops every 2 s, splitting the
+        // block that holds the loop point into two calls back to back (the second one's reading
+        // is then before its samples), and that locates its song position elsewhere now and
+        // then, still calls `process()` at the pace of its sound card. The block times follow
+        // the samples, not the song position.
+        let nps = 1e9 / SR;
+        let mut c = HostClock::new();
+        let mut rng = Rng(11);
+        let t0 = 2_000_000_000_000u64;
+        let mut samples = 0u64;
+        let mut song = 0u64;
+        let mut first_error = None;
+        let mut worst = 0f64;
+        let mut check = |start: u64, truth: f64, settled: bool| {
+            let e = start as f64 - truth;
+            if settled {
+                let f = *first_error.get_or_insert(e);
+                worst = worst.max((e - f).abs());
+            }
+        };
+        for k in 0..6000u64 {
+            let truth = t0 as f64 + samples as f64 * nps;
+            let now = truth as u64 + rng.below(200_000);
+            let settled = samples as f64 >= 10.0 * SR;
+            let to_loop = 96_000 - song % 96_000;
+            if to_loop < 512 {
+                let a = c.update(now, to_loop as u32, SR);
+                let b = c.update(now + 30_000, 512 - to_loop as u32, SR);
+                check(a.start_ns, truth, settled);
+                check(b.start_ns, truth + to_loop as f64 * nps, settled);
+                song = 512 - to_loop;
+            } else {
+                check(c.update(now, 512, SR).start_ns, truth, settled);
+                song += 512;
+            }
+            if k % 1000 == 999 {
+                // A locate: the song jumps; the samples do not.
+                song = rng.below(1_000_000);
+            }
+            samples += 512;
+        }
+        assert!(worst < 0.5 * nps, "the line moved by {worst} ns");
+        assert_eq!(c.relocks(), 0);
     }
 }

@@ -183,7 +183,9 @@ mod tests {
         let p = w.percentiles(5_000).unwrap();
         assert_eq!(p.count, CAPACITY);
         assert_eq!(p.max, CAPACITY as i64 + 9);
-        // The ten oldest are gone.
+        // The ten oldest (0 to 9) are gone: the window holds 10 to 2,057, whose nearest-rank
+        // median is the 1,024th smallest and p99 the 2,028th.
+        assert_eq!((p.p50, p.p99), (10 + 1023, 10 + 2027));
         w.clear();
         assert_eq!(w.percentiles(5_000), None);
     }

@@ -13,9 +13,14 @@
 //!   and change only between talkspurts.
 //! - [`PlayoutGate`] (audio thread) applies a lower `D` only between phrases, the "between
 //!   talkspurts" of that paper: a rest of at least [`MIN_REST_NS`] between two events may be
-//!   shortened by at most [`MAX_SQUEEZE`] of its length (a large fall takes several rests). Events never change order, and notes
-//!   that follow each other closely keep their exact spacing. A higher `D` applies at once (it
-//!   moves every waiting event later together).
+//!   shortened by at most [`MAX_SQUEEZE`] of its length (a large fall takes several rests).
+//!   Events never change order, and notes that follow each other closely keep their exact
+//!   spacing: `D` changes only between the last event played and the next one, so every event
+//!   after the change moves earlier by the same amount, and only the rest before them is
+//!   shorter. A higher `D` applies at once (it moves every waiting event later together).
+//!
+//! The dead band means `D` sits anywhere within half the margin of the target, above or
+//! below: at least the slowest need plus the block plus half the margin.
 
 /// How the target delay is chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,12 +122,13 @@ impl PlayoutDelay {
 }
 
 /// The delay the audio thread actually uses: rises with the target at once, falls only into
-/// rests. Real-time safe (a few comparisons).
+/// rests. Real-time safe (a few comparisons). Audio thread only.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PlayoutGate {
     /// The delay in use, ns (`None` until the first block).
     applied: Option<i64>,
-    /// When the last event was played (session time, ns).
+    /// Where the current rest began (session time, ns): when the last event was played, or,
+    /// when none was since the gate started or was reset, its first block since.
     last_played: Option<u64>,
     /// How much the delay was lowered since that event, ns.
     lowered: i64,
@@ -142,11 +148,12 @@ impl PlayoutGate {
     /// due time (before the delay) of the earliest waiting event, if any.
     pub fn apply(&mut self, target: i64, block_start_ns: u64, next_due: Option<u64>) -> i64 {
         let target = target.max(0);
-        let applied = match (self.applied, self.last_played) {
-            (None, _) => target,
-            (Some(a), _) if target >= a => target,
-            (Some(_), None) => target,
-            (Some(a), Some(last)) => {
+        // Nothing played since the start (or a reset): the rest began now.
+        let last = *self.last_played.get_or_insert(block_start_ns);
+        let applied = match self.applied {
+            None => target,
+            Some(a) if target >= a => target,
+            Some(a) => {
                 // The rest runs from the last event played to the next one (or to now, when
                 // nothing waits: it grows as long as the silence lasts).
                 let end = next_due.map_or(block_start_ns, |d| d.saturating_add(a.max(0) as u64));
@@ -181,9 +188,14 @@ impl PlayoutGate {
         self.applied.unwrap_or(0)
     }
 
-    /// Forgets the history (host `reset()`): the next target is taken as it is.
+    /// Host `reset()`: keeps the delay in use (what is still scheduled was scheduled with it,
+    /// and the session timeline does not move with a reset) and starts a rest: a lower target
+    /// takes at most [`MAX_SQUEEZE`] of the time from here to the next event, as after any
+    /// event. (A new activation starts from [`PlayoutGate::new`], which takes its first target
+    /// as it is.)
     pub fn reset(&mut self) {
-        *self = Self::new();
+        self.last_played = None;
+        self.lowered = 0;
     }
 }
 
@@ -306,8 +318,71 @@ mod tests {
             "300 ms of silence: 15 ms"
         );
         assert_eq!(g.apply(20 * MS, 3_000 * ms, None), 20 * MS);
+    }
+
+    #[test]
+    fn a_reset_keeps_the_delay_and_starts_a_rest() {
+        let ms = MS as u64;
+        let mut g = PlayoutGate::new();
+        assert_eq!(g.apply(100 * MS, 0, None), 100 * MS);
+        g.played(10 * ms);
+        // The host resets; an event still waits, due 100 ms later. A target of 20 ms must not
+        // take D down at once (the event would come out 80 ms early against its neighbours).
         g.reset();
-        assert_eq!(g.applied(), 0);
+        assert_eq!(g.applied(), 100 * MS);
+        let due = Some(50 * ms);
+        assert_eq!(g.apply(20 * MS, 50 * ms, due), 100 * MS, "a rest of 100 ms");
+        // From the reset (the first block after it) to the event: 5 % of that rest at most.
+        let mut g = PlayoutGate::new();
+        g.apply(100 * MS, 0, None);
+        g.reset();
+        let d = g.apply(20 * MS, 1_000 * ms, Some(2_000 * ms));
+        assert_eq!(d, 100 * MS - 55 * MS, "5 % of 1,100 ms");
+        // A gate that was never used takes its first target as it is.
+        assert_eq!(PlayoutGate::new().apply(20 * MS, 5 * ms, due), 20 * MS);
+    }
+
+    #[test]
+    fn a_fall_shortens_only_the_rest_between_two_phrases() {
+        // Two phrases of eight notes 120 ms apart, 1 s of rest between them; the target falls
+        // by 30 ms during the first. Every note of a phrase keeps its spacing to the sample;
+        // the rest alone is 30 ms shorter (at most 5 % of it, 50 ms, may go).
+        let block = 1_000_000u64;
+        let mut g = PlayoutGate::new();
+        let mut origins: Vec<u64> = (0..8).map(|k| 1_000 * block + k * 120 * block).collect();
+        let second = origins[7] + 1_000 * block;
+        origins.extend((0..8).map(|k| second + k * 120 * block));
+        let mut played = Vec::new();
+        let mut now = 900 * block;
+        let mut next = 0;
+        while next < origins.len() {
+            let target = if now < 1_300 * block {
+                80 * MS
+            } else {
+                50 * MS
+            };
+            let d = g.apply(target, now, Some(origins[next])) as u64;
+            // Everything due in this block plays at its time.
+            while next < origins.len() && origins[next] + d < now + block {
+                let at = origins[next] + d;
+                assert!(at >= now, "due before its block");
+                g.played(at);
+                played.push((origins[next], at));
+                next += 1;
+            }
+            now += block;
+        }
+        let gaps: Vec<(u64, u64)> = played
+            .windows(2)
+            .map(|w| (w[1].0 - w[0].0, w[1].1 - w[0].1))
+            .collect();
+        for (i, &(want, got)) in gaps.iter().enumerate() {
+            if i == 7 {
+                assert_eq!(want - got, 30 * block, "the rest loses the fall");
+            } else {
+                assert_eq!(got, want, "note {i} of a phrase");
+            }
+        }
     }
 
     #[test]
@@ -317,7 +392,7 @@ mod tests {
         let mut x = 99u64;
         let block = 10_000_000u64;
         let mut origin = 1_000_000_000u64;
-        let mut last: Option<(u64, u64)> = None; // (origin, play time)
+        let mut last: Option<(u64, u64, u64)> = None; // (origin, play time, delay)
         let mut now = 0u64;
         for _ in 0..5000 {
             x ^= x << 13;
@@ -331,17 +406,21 @@ mod tests {
                 let d = g.apply(target, now, Some(origin)) as u64;
                 let play = origin + d;
                 if play < now + block {
-                    if let Some((lo, lp)) = last {
+                    // A fall never makes an event due before its block.
+                    assert!(play >= now, "due before its block");
+                    if let Some((lo, lp, ld)) = last {
                         assert!(play >= lp, "order");
                         let gap = origin - lo;
                         let got = play - lp;
                         if gap < MIN_REST_NS {
-                            assert!(got >= gap, "a close note was squeezed");
+                            // Exact: the spacing itself, plus a rise of D between them.
+                            assert!(d >= ld, "a close note was squeezed");
+                            assert_eq!(got, gap + (d - ld), "a close note moved");
                         }
                         assert!(got as f64 >= gap as f64 * (1.0 - MAX_SQUEEZE) - 1.0);
                     }
-                    g.played(play.max(now));
-                    last = Some((origin, play.max(now)));
+                    g.played(play);
+                    last = Some((origin, play, d));
                     break;
                 }
             }

@@ -121,6 +121,15 @@ fn ntp_offset_against_chrony_on_loopback() {
         s.offset_ns / 1000,
         s.error_ns / 1000
     );
-    assert!(s.offset_ns.abs() < 2_000_000, "offset {} ns", s.offset_ns);
-    assert!(s.error_ns < 5_000_000, "error bound {} ns", s.error_ns);
+    // Nothing adjusts the system clock here (`chronyd -x`), so the truth is within the error
+    // bound (half the round trip), give or take the microseconds between the two clock
+    // readings that convert the offset. Measured: 9 us, bounds of 31 and 32 us.
+    assert!(
+        s.offset_ns.unsigned_abs() <= s.error_ns + 10_000,
+        "offset {} ns, bound {} ns",
+        s.offset_ns,
+        s.error_ns
+    );
+    assert!(s.offset_ns.abs() < 500_000, "offset {} ns", s.offset_ns);
+    assert!(s.error_ns < 1_000_000, "error bound {} ns", s.error_ns);
 }

@@ -1,6 +1,8 @@
 //! A Sender's and a Receiver's network threads on loopback, with real sockets: the direct clock
 //! exchange converges, and its offset agrees with the truth (both threads share this
-//! process's clock, so the true offset is zero) and with chrony's.
+//! process's clock, so the true offset is zero) and with NTP's through chrony (which puts both
+//! session clocks, one clock, at the same offset to UTC: the pair's offset by NTP is zero, to
+//! within twice its error bound).
 
 use super::chrony;
 use std::sync::atomic::Ordering::Relaxed;
@@ -83,7 +85,23 @@ fn direct_exchange_converges_on_loopback() {
         rtt as f64 / 1e3,
         chrony_offset.map_or("(not running)".into(), |o| format!("{:.1}", o as f64 / 1e3)),
     );
-    assert!(offset.abs() < 200_000, "offset {offset} ns");
+    // The truth is within the error bound (half the envelope round trip: the asymmetry of the
+    // two threads' wake-ups hides in it). Measured: 19 to 75 us off, bounds of 183 to 191 us,
+    // in a debug build on a loaded machine; 150 us allows for a busier one.
+    assert!(
+        offset.unsigned_abs() <= error,
+        "offset {offset} ns, bound {error} ns"
+    );
+    assert!(offset.abs() < 150_000, "offset {offset} ns");
     assert!(error < 1_000_000, "error bound {error} ns");
+    if let Some(c) = chrony.as_ref() {
+        // NTP's view of the pair: zero, within twice its bound; the two must overlap.
+        let ntp_error = chrony::wait_for(&c.server).error_ns;
+        assert!(
+            offset.unsigned_abs() <= error + 2 * ntp_error,
+            "direct {offset} ns +- {error} ns against NTP's 0 +- {} ns",
+            2 * ntp_error
+        );
+    }
     assert!(rshared.peers.load(Relaxed) == 1);
 }

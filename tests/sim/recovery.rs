@@ -3,7 +3,7 @@
 
 use super::alignment::three_peers;
 use super::world::{PeerSpec, Played, World, MS};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use udp_midi::proto::event::MidiMessage;
 use udp_midi::proto::state::CC_SUSTAIN;
 use udp_midi::timing::playout::PlayoutMode;
@@ -63,64 +63,140 @@ fn score(w: &mut World, peer: usize) {
     }
 }
 
-/// What a case measured.
+/// What a case measured, from the Receiver's output.
 #[derive(Debug, Default)]
 struct Outcome {
     /// Notes in the score.
     notes: u64,
-    /// Note-ons that never played.
+    /// Note-ons pushed whose note-on never came out.
     ons_lost: u64,
+    /// Note-ons that came out more than once.
+    ons_doubled: u64,
+    /// Note-ons that came out and match no note-on pushed (none should: the guard never
+    /// starts a note).
+    spurious: u64,
     /// Note-ons that played late.
     ons_late: u64,
-    /// Notes the Receiver ended itself (a snapshot or a departure), their own note-off lost.
-    offs_repaired: u64,
-    /// Notes still sounding at the end.
+    /// Notes that came out whose own note-off never did (lost in the network, or never sent).
+    offs_missing: u64,
+    /// Notes ended at the output (per key, each note-off ends the oldest sounding note) by
+    /// their own note-off, by another note-off of the peer's on that key (the note-off of a
+    /// note whose note-on was lost, or of the next note), and by a note-off the Receiver made
+    /// itself (a snapshot, the peer's departure).
+    ended: [u64; 3],
+    /// Notes that came out and that nothing ended: their note-off lost for good. (The same as
+    /// the notes sounding at the end of the output.)
+    offs_lost: u32,
+    /// Notes sounding at the end as the stuck-note guard counts them.
     stuck: u32,
     /// Sustain pedals still down at the end.
     pedals: u32,
-    /// Longest a note sounded at the output, ms.
+    /// Longest a note sounded at the output (each note-off ending the oldest note of its
+    /// key), ms.
     longest_ms: f64,
 }
 
-/// Follows the output note by note.
-fn measure(w: &World, notes: u64) -> Outcome {
-    let mut o = Outcome {
-        notes,
-        ..Outcome::default()
-    };
-    let mut ons = 0;
-    let mut sounding: HashMap<(usize, u8, u8), u64> = HashMap::new();
-    let note = |p: &Played| match p.msg {
+/// The channel and key of a note message, and whether it starts a note.
+fn note_of(m: &MidiMessage) -> Option<(bool, u8, u8)> {
+    match *m {
         MidiMessage::NoteOn {
             channel: Some(c),
             key: Some(k),
+            velocity,
             ..
-        } => Some((true, c, k)),
+        } => Some((velocity > 0.0, c, k)),
         MidiMessage::NoteOff {
             channel: Some(c),
             key: Some(k),
             ..
         } => Some((false, c, k)),
         _ => None,
+    }
+}
+
+/// Follows the output note by note, against what each Sender pushed (event numbers tell a
+/// note-on played twice from two notes of the same key).
+fn measure(w: &World, notes: u64) -> Outcome {
+    let mut o = Outcome {
+        notes,
+        ..Outcome::default()
     };
+    // Each pushed note-on's note-off, by (peer, event number).
+    let mut off_of: HashMap<(usize, u64), u64> = HashMap::new();
+    for (peer, pushed) in w.pushed.iter().enumerate() {
+        // Each pushed note: its note-on's number, and its note-off's (the next note event of
+        // its key; `None`: never sent).
+        let mut notes: Vec<(u64, Option<u64>)> = Vec::new();
+        let mut open: HashMap<(u8, u8), usize> = HashMap::new();
+        for (seq, (_, m)) in pushed.iter().enumerate() {
+            match note_of(m) {
+                Some((true, c, k)) => {
+                    open.insert((c, k), notes.len());
+                    notes.push((seq as u64, None));
+                }
+                Some((false, c, k)) => {
+                    if let Some(i) = open.remove(&(c, k)) {
+                        notes[i].1 = Some(seq as u64);
+                    }
+                }
+                None => {}
+            }
+        }
+        let out: Vec<&Played> = w.played.iter().filter(|p| p.peer == peer).collect();
+        // How often each of the peer's own events came out, and whether late.
+        let mut times: HashMap<u64, (u64, bool)> = HashMap::new();
+        for p in &out {
+            if let Some(seq) = p.seq {
+                let t = times.entry(seq).or_insert((0, p.late));
+                t.0 += 1;
+            }
+        }
+        let ons: HashSet<u64> = notes.iter().map(|n| n.0).collect();
+        for &(on, off) in &notes {
+            let Some(&(n, late)) = times.get(&on) else {
+                o.ons_lost += 1;
+                continue;
+            };
+            if let Some(off) = off {
+                off_of.insert((peer, on), off);
+            }
+            o.ons_doubled += u64::from(n > 1);
+            o.ons_late += u64::from(late);
+            if off.is_none_or(|off| !times.contains_key(&off)) {
+                o.offs_missing += 1;
+            }
+        }
+        o.spurious += out
+            .iter()
+            .filter(|p| matches!(note_of(&p.msg), Some((true, ..))))
+            .filter(|p| p.seq.is_none_or(|s| !ons.contains(&s)))
+            .count() as u64;
+    }
+    // What sounds, from the output alone: per key, each note-off ends the oldest note.
+    let mut sounding: HashMap<(usize, u8, u8), VecDeque<&Played>> = HashMap::new();
     for p in &w.played {
-        let Some((on, c, k)) = note(p) else {
-            continue;
-        };
-        if on {
-            ons += 1;
-            if p.late {
-                o.ons_late += 1;
+        match note_of(&p.msg) {
+            Some((true, c, k)) => sounding.entry((p.peer, c, k)).or_default().push_back(p),
+            Some((false, c, k)) => {
+                let Some(on) = sounding
+                    .get_mut(&(p.peer, c, k))
+                    .and_then(|v| v.pop_front())
+                else {
+                    continue;
+                };
+                o.longest_ms = o.longest_ms.max((p.at - on.at) as f64 / 1e6);
+                let own = on.seq.and_then(|s| off_of.get(&(p.peer, s)).copied());
+                let kind = match (p.repair, p.seq) {
+                    (true, _) => 2,
+                    (false, seq) if seq.is_some() && seq == own => 0,
+                    _ => 1,
+                };
+                o.ended[kind] += 1;
             }
-            sounding.insert((p.peer, c, k), p.at);
-        } else if let Some(at) = sounding.remove(&(p.peer, c, k)) {
-            if p.repair {
-                o.offs_repaired += 1;
-            }
-            o.longest_ms = o.longest_ms.max((p.at - at) as f64 / 1e6);
+            None => {}
         }
     }
-    o.ons_lost = notes.saturating_sub(ons);
+    o.offs_lost = sounding.values().map(|v| v.len() as u32).sum();
     o.stuck = w.held_at_output();
     o.pedals = w.pedals_at_output();
     o
@@ -145,24 +221,37 @@ fn case(name: &str, specs: Vec<PeerSpec>, redundancy: usize, vanish: bool, seed:
         w.vanish(2);
     }
     w.run_until(end + 5_000 * MS);
-    let mut notes = 3 * NOTES;
+    let notes = 3 * NOTES;
+    let mut o = measure(&w, notes);
     if vanish {
-        // Peer 2's second half was never played.
-        notes -= NOTES - NOTES / 2 - 1;
+        // Peer 2's second half was never played (never pushed): not lost.
+        let pushed = w.pushed[2]
+            .iter()
+            .filter(|e| matches!(note_of(&e.1), Some((true, ..))))
+            .count() as u64;
+        o.notes = notes - (NOTES - pushed);
     }
-    let o = measure(&w, notes);
     if std::env::var_os("SIM_DEBUG").is_some() {
         let st = w.receiver.stats();
         eprintln!("stats: {st:?} stale {}", w.stale);
     }
     println!(
-        "{name} (repeats {redundancy}): {} notes; note-ons lost {:.3} %, late {:.3} %; note-offs repaired by the \
-         Receiver {}, lost 0 (stuck at the end: {}); pedals stuck {}; longest note {:.0} ms \
-         (30 ms played); datagrams lost {}, duplicated {}",
+        "{name} (repeats {redundancy}): {} notes; note-ons lost {} ({:.3} %), doubled {}, \
+         spurious {}, late {:.3} %; note-offs missing {}; notes ended by their note-off {}, \
+         by another of their key {}, by the Receiver {}, by nothing (note-offs lost) {} (the \
+         guard counts {} sounding); pedals down {}; longest note {:.0} ms (30 ms played); \
+         datagrams lost {}, duplicated {}",
         o.notes,
+        o.ons_lost,
         100.0 * o.ons_lost as f64 / o.notes as f64,
+        o.ons_doubled,
+        o.spurious,
         100.0 * o.ons_late as f64 / o.notes as f64,
-        o.offs_repaired,
+        o.offs_missing,
+        o.ended[0],
+        o.ended[1],
+        o.ended[2],
+        o.offs_lost,
         o.stuck,
         o.pedals,
         o.longest_ms,
@@ -178,9 +267,19 @@ fn with(f: impl Fn(&mut PeerSpec)) -> Vec<PeerSpec> {
     v
 }
 
-/// The promises of every case: nothing left sounding, and no note longer than `longest_ms`.
+/// The promises of every case: nothing left sounding, no note-off lost for good, nothing
+/// doubled or made up, and no note longer than `longest_ms`.
 fn check(o: &Outcome, longest_ms: f64) {
-    assert_eq!(o.stuck, 0, "stuck notes");
+    assert_eq!(
+        (o.offs_lost, o.stuck),
+        (0, 0),
+        "notes sounding at the end: {o:?}"
+    );
+    assert_eq!(
+        (o.ons_doubled, o.spurious),
+        (0, 0),
+        "doubled, spurious: {o:?}"
+    );
     assert_eq!(o.pedals, 0, "stuck pedals");
     assert!(o.notes >= 10_000);
     assert!(
@@ -242,5 +341,6 @@ fn a_peer_vanishes_mid_note() {
     );
     // Its last notes end when the 2 s silence timeout forgets it.
     check(&o, 2_500.0);
-    assert!(o.offs_repaired >= 1);
+    // The note it held: ended by the Receiver when it forgot the peer.
+    assert!(o.offs_missing >= 1 && o.ended[2] >= 1, "{o:?}");
 }
