@@ -94,8 +94,8 @@ impl ReceiverAudio {
         self.voices
     }
 
-    /// Host `reset()`: forgets the sample-clock mapping and the delay history, and ends every
-    /// note at the next block. Scheduled items are kept (they are notes already played
+    /// Host `reset()`: forgets the sample-clock mapping, keeps the delay in use (see
+    /// [`PlayoutGate::reset`]), and ends every note at the next block. Scheduled items are kept (they are notes already played
     /// remotely). Real-time safe.
     pub fn reset(&mut self) {
         self.clock.reset();

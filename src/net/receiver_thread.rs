@@ -5,8 +5,7 @@
 use super::{clock, ntp, room_file};
 use crate::bridge::{NetState, ReceiverShared};
 use crate::proto::receiver::{
-    push_history, EventDrop, PeerEvent, ReceiverConfig, ReceiverCore, RejectReason,
-    ScheduledEvent,
+    push_history, EventDrop, PeerEvent, ReceiverConfig, ReceiverCore, RejectReason, ScheduledEvent,
 };
 use crate::proto::room::RoomCode;
 use crate::proto::seal::{KeyError, RoomKey};

@@ -244,7 +244,9 @@ impl Schedule {
 /// Where a time `play_ns` falls in a block of `n` samples starting at `start_ns`: `Some((offset,
 /// late))` inside the block (offset 0 and `late` when already past), `None` when it belongs
 /// to a later block. The offset is the nearest sample, so a time stamped at sample `k` of some
-/// block comes back as exactly `k` despite nanosecond rounding.
+/// block comes back as exactly `k` despite nanosecond rounding; a time in the last half sample
+/// before a block belongs to its sample 0 (the previous block left it there: nearer to the
+/// next block's first sample than to its own last), and is on time.
 pub fn offset_in_block(
     play_ns: u64,
     start_ns: u64,
@@ -252,7 +254,8 @@ pub fn offset_in_block(
     n: u32,
 ) -> Option<(u32, bool)> {
     if play_ns < start_ns {
-        return Some((0, true));
+        let early = (start_ns - play_ns) as f64;
+        return Some((0, early > ns_per_sample / 2.0));
     }
     let off = ((play_ns - start_ns) as f64 / ns_per_sample).round();
     (off < n as f64).then_some((off as u32, false))

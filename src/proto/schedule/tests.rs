@@ -40,7 +40,14 @@ fn offsets() {
     let nps = 1e9 / 48_000.0;
     let start = 1_000_000_000;
     assert_eq!(offset_in_block(start, start, nps, 512), Some((0, false)));
-    assert_eq!(offset_in_block(start - 1, start, nps, 512), Some((0, true)));
+    assert_eq!(
+        offset_in_block(start - 1, start, nps, 512),
+        Some((0, false))
+    );
+    assert_eq!(
+        offset_in_block(start - 20_000, start, nps, 512),
+        Some((0, true))
+    );
     assert_eq!(
         offset_in_block(start + 20_834, start, nps, 512),
         Some((1, false))
@@ -53,6 +60,34 @@ fn offsets() {
         offset_in_block(start + (511.6 * nps) as u64, start, nps, 512),
         None
     );
+    // What the block before rounded into this one is on time at sample 0; earlier is late.
+    assert_eq!(
+        offset_in_block(start - (0.4 * nps) as u64, start, nps, 512),
+        Some((0, false))
+    );
+    assert_eq!(
+        offset_in_block(start - (0.6 * nps) as u64, start, nps, 512),
+        Some((0, true))
+    );
+}
+
+/// A time rounded to the next block at one block's end comes out at sample 0 of the next one,
+/// on time, whatever the nanosecond rounding of the blocks' starts.
+#[test]
+fn the_last_half_sample_plays_at_the_next_block_on_time() {
+    let nps = 1e9 / 48_000.0;
+    let first = 5_000_000_000u64;
+    for k in 0..200u64 {
+        // A time between sample 511.5 and 512 of block 0.
+        let play = first + ((511.5 + k as f64 / 400.0) * nps) as u64 + 1;
+        assert_eq!(offset_in_block(play, first, nps, 512), None, "k = {k}");
+        let second = first + (512.0 * nps).round() as u64;
+        assert_eq!(
+            offset_in_block(play, second, nps, 512),
+            Some((0, false)),
+            "k = {k}"
+        );
+    }
 }
 
 #[test]
@@ -64,9 +99,9 @@ fn pop_due_respects_block_limit_and_delay() {
         start_ns: start,
         n: 512,
         ns_per_sample: nps,
-        late_before_ns: start - 500,
+        late_before_ns: start - 50_000,
     };
-    s.insert(ev(start - 1000, 1)).unwrap(); // late
+    s.insert(ev(start - 1000, 1)).unwrap(); // on time with the delay
     s.insert(ev(start + (100.0 * nps) as u64, 2)).unwrap();
     s.insert(ev(start + (300.0 * nps) as u64, 3)).unwrap();
     let delay = (50.0 * nps) as u64;
@@ -78,13 +113,13 @@ fn pop_due_respects_block_limit_and_delay() {
     assert_eq!(s.pop_due(&block, delay, Some(150)).map(|x| x.0), Some(150));
     assert_eq!(s.pop_due(&block, delay, None).map(|x| x.0), Some(350));
     assert!(s.is_empty());
-    s.insert(ev(start - 1000, 4)).unwrap();
+    s.insert(ev(start - 100_000, 4)).unwrap();
     assert_eq!(
         s.pop_due(&block, 0, None).map(|x| (x.0, x.2)),
         Some((0, true))
     );
     // In the gap between the previous block's end and this start: offset 0, not late.
-    s.insert(ev(start - 100, 5)).unwrap();
+    s.insert(ev(start - 30_000, 5)).unwrap();
     assert_eq!(
         s.pop_due(&block, 0, None).map(|x| (x.0, x.2)),
         Some((0, false))
