@@ -9,7 +9,7 @@ use crate::proto::receiver::{
 };
 use crate::proto::room::RoomCode;
 use crate::proto::seal::{KeyError, RoomKey};
-use crate::settings::ReceiverSettings;
+use crate::settings::{ReceiverSettings, Settings};
 use crate::status::PUBLISH_EVERY_NS;
 use crate::status::{Command, Commands, ListenState, Published, ReceiverStatus};
 use crate::ReceiverParams;
@@ -77,12 +77,17 @@ async fn recv(socket: &Option<UdpSocket>, buf: &mut [u8]) -> std::io::Result<(us
     }
 }
 
-/// The room code of these settings in its grouped form. An unreadable code (a hand-edited
-/// project) gets a fresh one, so the room is never left open by accident.
-fn code_of(s: &ReceiverSettings) -> RoomCode {
+/// The room code of these settings. An unreadable code (a hand-edited project) is replaced
+/// by a fresh one, so the room is never left open by accident, and the fresh one is written
+/// back into `s` and the shared settings, so that the editor shows (and copies) the code that
+/// is in force and the project saves it.
+fn code_of(s: &mut ReceiverSettings, shared: &Settings<ReceiverSettings>) -> RoomCode {
     RoomCode::parse(&s.room).unwrap_or_else(|e| {
+        let code = RoomCode::random();
         nice_plug::nice_warn!("udp-midi receiver: room code unusable ({e}); using a new one");
-        RoomCode::random()
+        s.room = code.to_string();
+        shared.set(s.clone());
+        code
     })
 }
 
@@ -111,11 +116,11 @@ impl ReceiverThread {
         let settings = self.params.settings.clone();
         let mut current = settings.get();
         let mut port = current.port;
-        let mut generation = settings.generation();
         // The key is derived off the loop; the port is bound once the first one is ready, so
         // that no datagram arrives before the room can check it. `code` is the code in force
         // (the one in the room file).
-        let mut deriving = Some(Deriving::start(code_of(&current)));
+        let mut deriving = Some(Deriving::start(code_of(&mut current, &settings)));
+        let mut generation = settings.generation();
         let mut code = String::new();
         let (margin, mode) = self.params.playout();
         let mut core = ReceiverCore::new(ReceiverConfig {
@@ -144,8 +149,7 @@ impl ReceiverThread {
             let now = clock::now_ns();
             let g = settings.generation();
             if g != generation {
-                generation = g;
-                let new = settings.get();
+                let mut new = settings.get();
                 if new.port != port {
                     if socket.take().is_some() {
                         room_file::remove(port, &code);
@@ -158,8 +162,10 @@ impl ReceiverThread {
                     if let Some(d) = deriving.take() {
                         d.task.abort();
                     }
-                    deriving = Some(Deriving::start(code_of(&new)));
+                    deriving = Some(Deriving::start(code_of(&mut new, &settings)));
                 }
+                // (After `code_of`, which may have written a fresh code back.)
+                generation = settings.generation();
                 if new.open_room != current.open_room {
                     let key = core.config().key.clone();
                     core.set_room(key, new.open_room);
@@ -341,5 +347,30 @@ impl ReceiverThread {
         for r in EventDrop::ALL {
             self.shared.events_dropped[r as usize].store(s.dropped[r as usize], Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_room_code_is_replaced_where_the_editor_and_the_project_see_it() {
+        let shared = Settings::<ReceiverSettings>::default();
+        let mut s = ReceiverSettings {
+            room: "not a code".into(),
+            ..ReceiverSettings::default()
+        };
+        shared.set(s.clone());
+        let before = shared.generation();
+        let code = code_of(&mut s, &shared);
+        assert_eq!(s.room, code.to_string());
+        assert_eq!(shared.get().room, code.to_string());
+        assert!(shared.generation() > before);
+        // A readable code is kept as it is, and nothing is written.
+        let mut good = shared.get();
+        let g = shared.generation();
+        assert_eq!(code_of(&mut good, &shared), code);
+        assert_eq!(shared.generation(), g);
     }
 }

@@ -583,11 +583,20 @@ fn overlapping_voices_on_one_key_keep_sounding() {
     };
     let blocks = perf.blocks() + TAIL_BLOCKS;
     let out = run(&mut [(&mut tx, &perf)], &mut rx, None, blocks);
+    // What is checked is what plays: exactly these four events, the second voice ended by its
+    // own note-off and by nothing earlier. Its 1.5 s gap also carries any move of the clock
+    // placement meanwhile (the clock exchange on loopback is within tens of us of the truth,
+    // `tests/shell/exchange.rs`, and its estimate still settles in these first seconds), so
+    // that gap is held to 0.25 ms rather than to the few samples of consecutive events.
     match_stream(
         "Two voices on one key",
         &perf.events,
         &out.received,
-        sample_exact(DELAY_MS),
+        Limits {
+            max_spacing_error: 12,
+            max_mean_spacing_error: None,
+            ..sample_exact(DELAY_MS)
+        },
     );
 }
 
