@@ -57,6 +57,17 @@ enum Dest {
     Known(SocketAddr),
 }
 
+/// The host of these settings as an address literal, if it is one (an IPv6 address may be
+/// written in brackets).
+fn literal(s: &SenderSettings) -> Option<IpAddr> {
+    s.host
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
 /// Parses an address literal, or starts a DNS lookup for a name.
 fn resolve(s: &SenderSettings) -> Dest {
     let host = s.host.trim().trim_start_matches('[').trim_end_matches(']');
@@ -66,7 +77,7 @@ fn resolve(s: &SenderSettings) -> Dest {
     if s.port == 0 {
         return Dest::None("port 0 is not a destination".into());
     }
-    if let Ok(ip) = host.parse::<IpAddr>() {
+    if let Some(ip) = literal(s) {
         return Dest::Known(SocketAddr::new(ip, s.port));
     }
     let target = (host.to_owned(), s.port);
@@ -225,7 +236,7 @@ impl SenderThread {
             }
             if matches!(dest, Dest::Known(_))
                 && now.saturating_sub(resolved_at) > RESOLVE_EVERY_NS
-                && settings.host.parse::<IpAddr>().is_err()
+                && literal(&settings).is_none()
             {
                 dest = resolve(&settings);
                 resolved_at = now;
@@ -447,5 +458,17 @@ mod tests {
         // No code at all, towards another machine: plain, for an open room.
         assert_eq!(code_for(&with_room("  "), Some(far)), CodeChoice::NoCode);
         assert_eq!(code_for(&with_room(""), None), CodeChoice::NoCode);
+    }
+
+    #[test]
+    fn address_literals_need_no_lookup_with_or_without_brackets() {
+        let host = |h: &str| SenderSettings {
+            host: h.into(),
+            ..SenderSettings::default()
+        };
+        assert_eq!(literal(&host("[2001:db8::7]")), "2001:db8::7".parse().ok());
+        assert_eq!(literal(&host(" 2001:db8::7 ")), "2001:db8::7".parse().ok());
+        assert_eq!(literal(&host("203.0.113.7")), "203.0.113.7".parse().ok());
+        assert_eq!(literal(&host("studio.example.org")), None);
     }
 }

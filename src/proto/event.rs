@@ -67,40 +67,73 @@ impl SysExMessage for SysEx {
 /// "any key"), which CLAP hosts may send in note-offs (CLAP's `clap_event_note`: -1 matches
 /// every key or channel). Only a note-off may carry one ([`MidiMessage::is_valid`]): a
 /// wildcard note-on or key pressure names no note that anything could later end.
-// The fields are described once in the enum's documentation above.
 // SysEx is stored inline on purpose: boxing would allocate on the audio thread.
-#[allow(missing_docs, clippy::large_enum_variant)]
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum MidiMessage {
-    /// A key was pressed. `velocity` is in `[0, 1]`.
+    /// A key was pressed.
     NoteOn {
+        /// MIDI channel, `0..16`.
         channel: Option<u8>,
+        /// Key, `0..128`.
         key: Option<u8>,
+        /// Velocity in `(0, 1]` (0 is taken as a note-off, as in MIDI 1.0).
         velocity: f32,
+        /// CLAP note id of the voice, when the host gave one.
         voice_id: Option<i32>,
     },
-    /// A key was released. `velocity` is the release velocity in `[0, 1]`.
+    /// A key was released.
     NoteOff {
+        /// MIDI channel, `0..16`; `None`: every channel.
         channel: Option<u8>,
+        /// Key, `0..128`; `None`: every key.
         key: Option<u8>,
+        /// Release velocity in `[0, 1]`.
         velocity: f32,
+        /// CLAP note id of the voice it ends; `None`: every voice of the key.
         voice_id: Option<i32>,
     },
-    /// Polyphonic key pressure (aftertouch), in `[0, 1]`.
+    /// Polyphonic key pressure (aftertouch).
     PolyPressure {
+        /// MIDI channel, `0..16`.
         channel: Option<u8>,
+        /// Key, `0..128`.
         key: Option<u8>,
+        /// Pressure in `[0, 1]`.
         pressure: f32,
+        /// CLAP note id of the voice, when the host gave one.
         voice_id: Option<i32>,
     },
-    /// Control change; `value` is normalised to `[0, 1]` (`raw / 127`).
-    ControlChange { channel: u8, cc: u8, value: f32 },
-    /// Channel pressure, in `[0, 1]`.
-    ChannelPressure { channel: u8, pressure: f32 },
-    /// Pitch bend, in `[0, 1]`; `0.5` is centre.
-    PitchBend { channel: u8, value: f32 },
-    /// Program change, `program` in `0..128`.
-    ProgramChange { channel: u8, program: u8 },
+    /// Control change.
+    ControlChange {
+        /// MIDI channel, `0..16`.
+        channel: u8,
+        /// Controller number, `0..128`.
+        cc: u8,
+        /// Value normalised to `[0, 1]` (`raw / 127`).
+        value: f32,
+    },
+    /// Channel pressure.
+    ChannelPressure {
+        /// MIDI channel, `0..16`.
+        channel: u8,
+        /// Pressure in `[0, 1]`.
+        pressure: f32,
+    },
+    /// Pitch bend.
+    PitchBend {
+        /// MIDI channel, `0..16`.
+        channel: u8,
+        /// Bend in `[0, 1]`; `0.5` is centre (`raw14 / 16383`).
+        value: f32,
+    },
+    /// Program change.
+    ProgramChange {
+        /// MIDI channel, `0..16`.
+        channel: u8,
+        /// Program number, `0..128`.
+        program: u8,
+    },
     /// A system exclusive message.
     SysEx(SysEx),
 }

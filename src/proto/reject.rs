@@ -45,37 +45,64 @@ pub const REJECT_REASONS: usize = 28;
 
 /// A flat reason index for counters, stable for the editor and tests. Each variant is
 /// described by [`RejectReason::label`] and by the error of the same name.
-#[allow(missing_docs)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum RejectReason {
+    /// Shorter than a header (or than a sealed body's tag).
     TooShort,
+    /// Longer than the largest datagram read.
     TooLong,
+    /// Not `UMID`: not UDP MIDI at all.
     BadMagic,
+    /// Another protocol version.
     UnsupportedVersion,
+    /// A packet type this version does not have.
     UnknownType,
+    /// Reserved header bits set.
     ReservedBits,
+    /// A body that does not decode.
     Malformed,
+    /// Bytes left after the body.
     TrailingBytes,
+    /// An event out of MIDI 1.0's ranges.
     InvalidEvent,
+    /// A time that overflows 64 bits.
     TimeOverflow,
+    /// More events than a datagram may carry.
     TooManyEvents,
+    /// A display name over 64 bytes.
     NameTooLong,
+    /// An Events datagram with no event.
     Empty,
+    /// A field out of range (a skew, a channel count...).
     InvalidField,
+    /// Plain in a room with a code.
     Unsealed,
+    /// Sealed with another key, or forged.
     AuthFailed,
+    /// Sealed, while this Receiver has no key.
     NoKey,
+    /// [`Reject::Unexpected`].
     Unexpected,
+    /// [`Reject::Duplicate`].
     Duplicate,
+    /// [`Reject::StaleEpoch`].
     StaleEpoch,
+    /// [`Reject::Gone`].
     Gone,
+    /// [`Reject::TooManyPeers`].
     TooManyPeers,
+    /// [`Reject::TooManyJoins`].
     TooManyJoins,
+    /// [`Reject::RateLimited`].
     RateLimited,
+    /// [`Reject::Kicked`].
     Kicked,
+    /// [`Reject::SealMismatch`].
     SealMismatch,
+    /// [`Reject::UnknownSender`].
     UnknownSender,
+    /// [`Reject::Busy`].
     Busy,
 }
 

@@ -228,7 +228,9 @@ impl Body<'_> {
 /// A datagram ready to send: a fixed buffer and its length. No allocation per datagram.
 #[derive(Clone)]
 pub struct Datagram {
+    /// The bytes, of which the first `len` are the datagram.
     buf: [u8; MAX_DATAGRAM],
+    /// Length of the datagram, bytes.
     len: usize,
 }
 

@@ -33,7 +33,9 @@ pub struct TimeReply {
 /// Wire form of [`TimeReply`]; field order is the wire format.
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct TimeReplyBody {
+    /// The request's send time, copied.
     t1: u64,
+    /// The Receiver's time when the request arrived.
     t2: u64,
 }
 
@@ -77,11 +79,17 @@ impl ClockReport {
 /// Wire form of [`ClockReport`]; field order is the wire format.
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct ClockReportBody {
+    /// 1: direct exchange, 2: NTP.
     source: u8,
+    /// Sender time at which the offset holds, ns.
     ref_ns: u64,
+    /// Target time minus Sender time at `ref_ns`, ns.
     offset_ns: i64,
+    /// Rate difference, parts per billion.
     skew_ppb: i64,
+    /// Bound on the offset's error, ns.
     error_ns: u64,
+    /// Best recent round trip, ns (0: unknown).
     rtt_ns: u64,
 }
 

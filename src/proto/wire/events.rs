@@ -17,10 +17,13 @@ const WILDCARD: u8 = 0xFF;
 pub(super) struct WireEvent<'a> {
     /// Origin time minus the batch base time, in ns (zigzag varint).
     pub(super) dt_ns: i64,
+    /// The message.
     #[serde(borrow)]
     pub(super) msg: WireMsg<'a>,
 }
 
+/// Wire form of [`MidiMessage`]: the variant index is the tag of `docs/protocol.md`'s table;
+/// channels and keys carry [`WILDCARD`] for "any".
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 pub(super) enum WireMsg<'a> {
     NoteOn(u8, u8, f32, Option<i32>),

@@ -28,9 +28,13 @@ pub struct StateBody<'a> {
 /// Fixed part of a State body after the prelude; field order is the wire format.
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct StateHead<'a> {
+    /// Display name, at most [`NAME_MAX`] bytes.
     name: &'a str,
+    /// Longest time an event waits in the Sender before it is sent, ns.
     hold_ns: u64,
+    /// The snapshot reflects every event numbered below this.
     as_of_seq: u64,
+    /// Origin time at which it holds, ns.
     as_of_ns: u64,
     /// Number of channel entries that follow (channels with nothing on are left out).
     channels: u8,
@@ -39,11 +43,15 @@ struct StateHead<'a> {
 /// One channel entry; field order is the wire format.
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct WireChannel {
+    /// MIDI channel, `0..16`.
     channel: u8,
     /// Bit `k`: key `k` held (varint: a few bytes for a few low keys).
     notes: u128,
+    /// Sustain pedal down.
     sustain: bool,
+    /// Pitch bend, 0.5 = centre.
     bend: f32,
+    /// Last program change.
     program: Option<u8>,
 }
 
