@@ -2,8 +2,16 @@
 //! sockets, no sleeps.
 
 use super::*;
+use crate::proto::event::{MidiMessage, TimedMessage};
+use crate::proto::peers::{ClockBasis, DEFAULT_PEER_TIMEOUT_NS, MAX_PEERS};
+use crate::proto::seal::RoomKey;
 use crate::proto::sender::SenderCore;
-use crate::proto::wire::{encode_events, Datagram, DecodeError};
+use crate::proto::state::StateSnapshot;
+use crate::proto::wire::{
+    self, encode_events, ClockSource, Datagram, DecodeError, OpenError, PacketType, Prelude,
+};
+use crate::timing::playout::PlayoutMode;
+use std::net::SocketAddr;
 
 const MS: u64 = 1_000_000;
 
