@@ -21,72 +21,37 @@
 //! - On [`SenderCore::close`]: note-offs for what it held, then **Bye**; then, [`BYE_SPACING_NS`]
 //!   apart, the last batches and the Bye again, [`BYE_ROUNDS`] times in all, so that a burst
 //!   of loss does not leave its notes to the Receiver's silence timeout.
+//!
+//! The core is one struct, [`SenderCore`]; this file holds it, its set-up and the calls that
+//! drive it, and its work is spread over modules of their own: the pending events, their
+//! batches and repeats (`batches`), the clock exchange with the Receiver and the replies it
+//! sends (`clock`), and the State heartbeats and the goodbye (`presence`).
 
-use super::event::{MidiMessage, TimedMessage};
+use super::event::TimedMessage;
 use super::receiver::NtpOffset;
-use super::reject::Reject;
 use super::seal::RoomKey;
-use super::state::{HeldState, StateSnapshot};
-use super::wire::{self, Body, ClockReport, ClockSource, Datagram, PacketType, Prelude, StateBody};
+use super::state::HeldState;
+use super::wire::{self, ClockReport, Datagram, Prelude};
 use crate::timing::clock_filter::ClockFilter;
 use crate::timing::windowed::WindowedMax;
+use clock::{OUTSTANDING, RECENT_SENDS};
 use std::collections::VecDeque;
 
-/// Heartbeat period: a State datagram (snapshot included) at least this often, ns.
-pub const STATE_INTERVAL_NS: u64 = 1_000_000_000;
-/// A State goes out this long after the last Events datagram, ns: a lost final note-off is
-/// repaired about this soon after playing stops.
-pub const IDLE_STATE_DELAY_NS: u64 = 50_000_000;
-/// Spacing of the repeat-only datagrams after the last batch, ns.
-pub const TAIL_REPEAT_NS: u64 = 10_000_000;
-/// Times the goodbye (the last batches, then Bye) is sent when the Sender closes: a burst of
-/// loss shorter than the rounds' span cannot take them all.
-pub const BYE_ROUNDS: usize = 3;
-/// Time between the goodbye's rounds, ns: the rounds span 20 ms, so the network thread still
-/// stops promptly (it waits at most 50 ms for them).
-pub const BYE_SPACING_NS: u64 = 10_000_000;
-/// Batches repeated in each datagram unless configured otherwise.
-pub const DEFAULT_REDUNDANCY: usize = 2;
-/// Most batches that can be repeated.
-pub const MAX_REDUNDANCY: usize = 8;
-/// Time between clock-exchange requests once converged. The filter's accuracy comes from its
-/// fastest samples, so the more samples, the closer the fastest ones are to the true minimum
-/// delay: ten a second (about 750 bytes a second each way, sealed) bring the offset within
-/// about 10 us within a minute even on a path with 4 ms of exponential jitter, and double as
-/// keepalives.
-pub const TIME_REQUEST_INTERVAL_NS: u64 = 100_000_000;
-/// Time between requests while converging (the first [`FAST_REQUESTS`]).
-pub const TIME_REQUEST_FAST_NS: u64 = 50_000_000;
-/// Requests sent at the fast rate after start.
-pub const FAST_REQUESTS: u32 = 40;
-/// How often the Sender reports its clock estimate even when it has not changed.
-pub const REPORT_INTERVAL_NS: u64 = 1_000_000_000;
-/// A change of the estimate larger than this is reported at once, ns.
-pub const REPORT_CHANGE_NS: i64 = 5_000;
-/// No valid reply for this long: the link shows "no reply", ns.
-pub const REPLY_TIMEOUT_NS: u64 = 2_000_000_000;
-/// Requests remembered, to match replies (a reply to anything else is dropped).
-const OUTSTANDING: usize = 16;
-/// Send times remembered, to recognise a restarted Receiver's epoch notice.
-const RECENT_SENDS: usize = 64;
-/// Most events waiting to be sent (no Receiver answering yet, or a huge burst). Past it the
-/// newest are dropped and counted (the project's rule for every full queue), except that
-/// the last [`NOTE_OFF_RESERVE`] places only take events that end notes.
-pub const MAX_PENDING: usize = 4096;
-/// Places of the pending events kept for note-offs (and pedal up, all notes off): a buffer
-/// full of note-ons must still take the note-offs that end them.
-pub const NOTE_OFF_RESERVE: usize = 1024;
-/// An event that waited this long for a Receiver is not sent any more, ns: a second after the
-/// player played it, it is no longer part of the performance, and sending every event held
-/// while no Receiver answered would end in a burst of stale notes. Its lasting effect (a note
-/// released, the pedal, the bend, the program) is folded into the snapshot the Receiver gets
-/// next; a note-on that was never sent needs no note-off.
-pub const MAX_PENDING_AGE_NS: u64 = 1_000_000_000;
-/// Hold announced before any event was sent, ns: the network thread's 1 ms poll plus the
-/// host's usual lateness.
-pub const DEFAULT_HOLD_NS: u64 = 2_000_000;
-/// Window over which the largest hold is kept, ns (two buckets of half of it).
-const HOLD_WINDOW_NS: u64 = 10_000_000_000;
+mod batches;
+mod clock;
+mod presence;
+
+pub use batches::{
+    DEFAULT_REDUNDANCY, MAX_PENDING, MAX_PENDING_AGE_NS, MAX_REDUNDANCY, NOTE_OFF_RESERVE,
+    TAIL_REPEAT_NS,
+};
+pub use clock::{
+    ClockStatus, FAST_REQUESTS, REPLY_TIMEOUT_NS, REPORT_CHANGE_NS, REPORT_INTERVAL_NS,
+    TIME_REQUEST_FAST_NS, TIME_REQUEST_INTERVAL_NS,
+};
+pub use presence::{
+    BYE_ROUNDS, BYE_SPACING_NS, DEFAULT_HOLD_NS, IDLE_STATE_DELAY_NS, STATE_INTERVAL_NS,
+};
 
 /// Where the Sender stands with its Receiver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,21 +81,6 @@ pub struct SenderStats {
     pub rejected: u64,
     /// "Refused" notices received.
     pub refused: u64,
-}
-
-/// The Sender's view of its clock against the Receiver's, for the editor.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ClockStatus {
-    /// What the report to the Receiver is based on (`None`: nothing yet).
-    pub source: Option<ClockSource>,
-    /// Receiver (or UTC, for NTP) time minus ours, ns.
-    pub offset_ns: i64,
-    /// Error bound, ns.
-    pub error_ns: u64,
-    /// Best round trip to the Receiver, ns (0: no reply yet).
-    pub rtt_ns: u64,
-    /// Estimated rate difference, ppm.
-    pub skew_ppm: f64,
 }
 
 /// The Sender side of the protocol.
@@ -283,14 +233,6 @@ impl SenderCore {
         self.link
     }
 
-    /// Changes the display name; the next State, sent at once, carries it.
-    pub fn set_name(&mut self, name: &str) {
-        if self.name != name {
-            self.name = name.to_owned();
-            self.next_state = None;
-        }
-    }
-
     /// Changes the room key (`None`: no code, plain datagrams).
     pub fn set_key(&mut self, key: Option<RoomKey>) {
         self.key = key;
@@ -299,99 +241,6 @@ impl SenderCore {
         // What went out under the old key may have been refused: repeat it.
         self.tail_left = self.redundancy.max(1);
         self.next_tail = 0;
-    }
-
-    /// Batches repeated in each Events datagram (0 to [`MAX_REDUNDANCY`]).
-    pub fn set_redundancy(&mut self, r: usize) {
-        self.redundancy = r.min(MAX_REDUNDANCY);
-        while self.sent_counts.len() > self.redundancy {
-            self.forget_oldest_batch();
-        }
-    }
-
-    /// Batches repeated in each Events datagram.
-    pub fn redundancy(&self) -> usize {
-        self.redundancy
-    }
-
-    /// Sets this machine's NTP offset (`None`: unknown).
-    pub fn set_ntp(&mut self, ntp: Option<NtpOffset>) {
-        self.ntp = ntp;
-    }
-
-    /// The longest an event may wait between its origin and its sending, ns, as the caller
-    /// knows it: announced until events have been sent and the wait is measured. The plugin's
-    /// events wait for its network thread's poll only ([`DEFAULT_HOLD_NS`]); a Sender that
-    /// sends at block ends waits up to a block.
-    pub fn set_hold_hint(&mut self, ns: u64) {
-        self.hold_hint = ns;
-    }
-
-    /// What is held, after every event pushed so far.
-    pub fn held(&self) -> &StateSnapshot {
-        self.pushed_state.snapshot()
-    }
-
-    /// Adds one stamped event to the block in progress. When the pending events are full,
-    /// it is dropped and counted (note-offs have places of their own).
-    pub fn push_event(&mut self, ev: TimedMessage) {
-        if self.closed {
-            return;
-        }
-        let room = if ev.msg.ends_something() {
-            MAX_PENDING
-        } else {
-            MAX_PENDING - NOTE_OFF_RESERVE
-        };
-        if self.pending.len() >= room {
-            self.stats.events_dropped += 1;
-            return;
-        }
-        self.pushed_state.apply(&ev.msg);
-        self.pending.push_back(ev);
-    }
-
-    /// Takes out the pending events that waited longer than [`MAX_PENDING_AGE_NS`] at `now`:
-    /// not sent, counted as dropped, and folded into the snapshot (a note-on excepted: it
-    /// was never sent, so nothing needs ending). Their event numbers are used up, so that the
-    /// next snapshot is newer than any the Receiver has, and it goes out at once.
-    fn drop_stale(&mut self, now: u64) {
-        let mut folded = false;
-        while let Some(ev) = self.pending.front() {
-            if now.saturating_sub(ev.time_ns) <= MAX_PENDING_AGE_NS {
-                break;
-            }
-            let ev = self.pending.pop_front().expect("just looked");
-            self.sendable = self.sendable.saturating_sub(1);
-            self.pending_first += 1;
-            self.stats.events_dropped += 1;
-            let note_on = matches!(ev.msg, MidiMessage::NoteOn { velocity, .. } if velocity > 0.0);
-            if !note_on {
-                self.sent_state.apply(&ev.msg);
-                self.as_of_ns = Some(self.as_of_ns.map_or(ev.time_ns, |t| t.max(ev.time_ns)));
-            }
-            folded = true;
-        }
-        if folded {
-            // The repeats number the events they carry back from `pending_first`: the last
-            // batches are no longer next to it.
-            self.sent.clear();
-            self.sent_counts.clear();
-            self.next_state = None;
-        }
-    }
-
-    /// The host block in progress has ended: its events may go out.
-    pub fn end_block(&mut self) {
-        self.sendable = self.pending.len();
-    }
-
-    fn forget_oldest_batch(&mut self) {
-        if let Some(n) = self.sent_counts.pop_front() {
-            for _ in 0..n {
-                self.sent.pop_front();
-            }
-        }
     }
 
     fn prelude(&self, now: u64) -> Prelude {
@@ -412,101 +261,6 @@ impl SenderCore {
         self.stats.datagrams += 1;
         self.stats.bytes += d.as_bytes().len() as u64;
         d
-    }
-
-    /// Encodes the next Events datagram: repeats of the last batches, then as many sendable
-    /// events as fit (fewer repeats when they crowd the new events out).
-    fn events_datagram(&mut self, now: u64) -> Datagram {
-        let seq = self.next_seq();
-        let prelude = self.prelude(now);
-        let mut repeats = self.sent.len();
-        loop {
-            self.scratch.clear();
-            self.scratch
-                .extend(self.sent.iter().skip(self.sent.len() - repeats));
-            self.scratch.extend(self.pending.iter().take(self.sendable));
-            let first = self.pending_first - repeats as u64;
-            let (d, n) = wire::encode_events(self.sender_id, seq, prelude, first, &self.scratch);
-            if n > repeats || repeats == 0 {
-                let new = n.saturating_sub(repeats);
-                self.mark_sent(now, new);
-                return self.finish(d);
-            }
-            repeats /= 2;
-        }
-    }
-
-    /// `n` pending events went out at `now`.
-    fn mark_sent(&mut self, now: u64, n: usize) {
-        if n == 0 {
-            return;
-        }
-        let mut earliest = u64::MAX;
-        for _ in 0..n {
-            let Some(ev) = self.pending.pop_front() else {
-                break;
-            };
-            self.sent_state.apply(&ev.msg);
-            self.as_of_ns = Some(self.as_of_ns.map_or(ev.time_ns, |t| t.max(ev.time_ns)));
-            earliest = earliest.min(ev.time_ns);
-            self.sent.push_back(ev);
-        }
-        self.pending_first += n as u64;
-        self.sendable -= n.min(self.sendable);
-        self.stats.events_sent += n as u64;
-        // (A wait for the Receiver's first answer is not the usual pace: left out.)
-        let h = now.saturating_sub(earliest).min(i64::MAX as u64) as i64;
-        if h <= crate::proto::peers::MAX_HOLD_NS {
-            match &mut self.hold {
-                Some(w) => w.push(now, h),
-                None => self.hold = Some(WindowedMax::new(HOLD_WINDOW_NS / 2, now, h)),
-            }
-        }
-        if self.redundancy > 0 {
-            self.sent_counts.push_back(n);
-            while self.sent_counts.len() > self.redundancy {
-                self.forget_oldest_batch();
-            }
-            self.tail_left = self.redundancy;
-            self.next_tail = now.saturating_add(TAIL_REPEAT_NS);
-        } else {
-            self.sent.clear();
-        }
-        self.idle_state_at = Some(now.saturating_add(IDLE_STATE_DELAY_NS));
-    }
-
-    /// A datagram repeating the last batches only (the newest that fit).
-    fn tail_datagram(&mut self, now: u64) -> Option<Datagram> {
-        if self.sent.is_empty() {
-            return None;
-        }
-        let seq = self.next_seq();
-        let prelude = self.prelude(now);
-        let mut skip = 0;
-        loop {
-            self.scratch.clear();
-            self.scratch.extend(self.sent.iter().skip(skip));
-            let first = self.pending_first - self.scratch.len() as u64;
-            let (d, n) = wire::encode_events(self.sender_id, seq, prelude, first, &self.scratch);
-            if n == self.scratch.len() || n == 0 {
-                return (n > 0).then(|| self.finish(d));
-            }
-            skip += self.scratch.len() - n;
-        }
-    }
-
-    fn state_datagram(&mut self, now: u64) -> Datagram {
-        let seq = self.next_seq();
-        let body = StateBody {
-            prelude: self.prelude(now),
-            name: &self.name,
-            hold_ns: self.hold.map_or(self.hold_hint, |w| w.get().max(0) as u64),
-            as_of_seq: self.pending_first,
-            as_of_ns: self.as_of_ns.unwrap_or(now),
-            snapshot: *self.sent_state.snapshot(),
-        };
-        let d = wire::encode_state(self.sender_id, seq, &body);
-        self.finish(d)
     }
 
     /// Time has reached `now`: schedules heartbeats, repeats, clock requests and reports.
@@ -628,175 +382,6 @@ impl SenderCore {
         None
     }
 
-    /// A datagram arrived at `now` from the Receiver's address.
-    pub fn handle_datagram(&mut self, now: u64, bytes: &[u8]) -> Result<(), Reject> {
-        let r = self.handle_inner(now, bytes);
-        if r.is_err() {
-            self.stats.rejected += 1;
-        }
-        r
-    }
-
-    fn handle_inner(&mut self, now: u64, bytes: &[u8]) -> Result<(), Reject> {
-        let (h, _) = wire::decode_header(bytes).map_err(Reject::Decode)?;
-        match h.packet_type {
-            PacketType::Refused if !h.sealed && bytes.len() == wire::HEADER_LEN => {
-                self.stats.refused += 1;
-                self.link = Link::Refused;
-                return Ok(());
-            }
-            PacketType::TimeReply => {}
-            _ => return Err(Reject::Unexpected),
-        }
-        let mut scratch = [0u8; wire::MAX_ACCEPTED_DATAGRAM];
-        let body = wire::open_body(
-            &h,
-            bytes,
-            self.key.as_ref(),
-            self.key.is_some(),
-            &mut scratch,
-        )
-        .map_err(Reject::Open)?;
-        let Body::TimeReply { prelude, reply } =
-            wire::decode_body(&h, body, &mut Vec::new()).map_err(Reject::Decode)?
-        else {
-            return Err(Reject::Unexpected);
-        };
-        let Some(i) = self.outstanding.iter().position(|&t| t == reply.t1) else {
-            if self.epoch != Some(prelude.epoch) && self.recent_sends.contains(&reply.t1) {
-                // A restarted Receiver telling its new epoch in answer to something we just
-                // sent: adopt it, and send again what it may have refused.
-                self.epoch = Some(prelude.epoch);
-                self.receiver_id = Some(h.sender_id);
-                self.filter.reset();
-                self.link = Link::Connected;
-                self.last_reply = Some(now);
-                self.resend_to_restarted(now);
-                return Ok(());
-            }
-            // Not one of ours, or answered already (a duplicate or a replay).
-            return Err(Reject::Duplicate);
-        };
-        self.outstanding[i] = u64::MAX;
-        if self.receiver_id != Some(h.sender_id) {
-            // Another Receiver (or the same one restarted): its clock is another clock.
-            self.receiver_id = Some(h.sender_id);
-            self.filter.reset();
-        }
-        if self.epoch.is_some_and(|e| e != prelude.epoch) {
-            // The Receiver restarted while this request was out. What went out since under the
-            // old epoch was refused, and the notices saying so will find the new epoch already
-            // adopted here: send it again now, as when a notice comes first.
-            self.resend_to_restarted(now);
-        }
-        self.epoch = Some(prelude.epoch);
-        self.link = Link::Connected;
-        self.last_reply = Some(now);
-        self.stats.replies += 1;
-        // A sample the filter finds implausible still proves the link.
-        let _ = self
-            .filter
-            .add_sample(reply.t1, reply.t2, prelude.sent_ns, now);
-        self.maybe_report(now);
-        Ok(())
-    }
-
-    /// A restarted Receiver refused what was sent under its previous epoch: repeat the last
-    /// batches at once (the tail) and send a State soon, under the new epoch.
-    fn resend_to_restarted(&mut self, now: u64) {
-        self.tail_left = self.redundancy.max(1);
-        self.next_tail = now;
-        self.next_state = None;
-    }
-
-    /// The clock estimate to report now: the direct exchange once converged, else NTP.
-    fn current_report(&self, now: u64) -> Option<ClockReport> {
-        if self.filter.is_converged() {
-            let e = self.filter.estimate()?;
-            let offset = self.filter.offset_at(now)?;
-            return Some(ClockReport {
-                source: ClockSource::Direct,
-                ref_ns: now,
-                offset_ns: offset,
-                skew_ppb: (e.skew_ppm * 1000.0).round() as i64,
-                error_ns: self.filter.error_bound_at(now).unwrap_or(e.error_bound_ns),
-                rtt_ns: e.min_delay_ns,
-            });
-        }
-        let n = self.ntp?;
-        Some(ClockReport {
-            source: ClockSource::Ntp,
-            ref_ns: now,
-            offset_ns: n.offset_ns,
-            skew_ppb: 0,
-            error_ns: n.error_ns,
-            rtt_ns: self.filter.estimate().map_or(0, |e| e.min_delay_ns),
-        })
-    }
-
-    /// Queues a report when the estimate moved or the last one is old.
-    fn maybe_report(&mut self, now: u64) {
-        let Some(r) = self.current_report(now) else {
-            return;
-        };
-        let due = match self.last_report {
-            None => true,
-            Some((at, last)) => {
-                now >= at + REPORT_INTERVAL_NS
-                    || last.source != r.source
-                    || last.map(now).abs_diff(r.map(now)) > REPORT_CHANGE_NS as u64
-            }
-        };
-        if due {
-            self.report_pending = Some(r);
-            self.last_report = Some((now, r));
-        }
-    }
-
-    /// The clock as the Receiver is told about it.
-    pub fn clock_status(&self, now: u64) -> ClockStatus {
-        let e = self.filter.estimate();
-        let rtt_ns = e.map_or(0, |e| e.min_delay_ns);
-        match self.current_report(now) {
-            Some(r) => ClockStatus {
-                source: Some(r.source),
-                offset_ns: r.offset_ns,
-                error_ns: r.error_ns,
-                rtt_ns,
-                skew_ppm: r.skew_ppb as f64 / 1000.0,
-            },
-            None => ClockStatus {
-                source: None,
-                offset_ns: 0,
-                error_ns: 0,
-                rtt_ns,
-                skew_ppm: 0.0,
-            },
-        }
-    }
-
-    /// The Sender is going away at `now`: releases what it holds (note-offs, pedal up, bend
-    /// centred, stamped `now`), sends what is pending and says goodbye, then repeats the last
-    /// batches and the goodbye at [`SenderCore::poll_timeout`] ([`BYE_ROUNDS`] rounds,
-    /// [`BYE_SPACING_NS`] apart). Nothing else is produced after this.
-    pub fn close(&mut self, now: u64) {
-        if self.closed {
-            return;
-        }
-        let held = self.pushed_state.clone();
-        held.release_all(|msg| self.push_event(TimedMessage { time_ns: now, msg }));
-        self.end_block();
-        // The final batch is repeated in the later rounds even without redundancy.
-        self.redundancy = self.redundancy.max(1);
-        self.closed = true;
-        self.bye_pending = true;
-        self.bye_left = BYE_ROUNDS - 1;
-        self.next_bye = now.saturating_add(BYE_SPACING_NS);
-        self.state_pending = false;
-        self.tail_left = 0;
-        self.tail_pending = false;
-    }
-
     /// Counters so far.
     pub fn stats(&self) -> SenderStats {
         self.stats
@@ -804,5 +389,4 @@ impl SenderCore {
 }
 
 #[cfg(test)]
-#[path = "sender/tests.rs"]
 mod tests;

@@ -2,9 +2,11 @@
 
 use super::*;
 use crate::proto::event::MidiMessage;
+use crate::proto::reject::Reject;
+use crate::proto::state::StateSnapshot;
 use crate::proto::wire::{
-    decode_body, decode_header, encode_refused, encode_time_reply, open_body, TimeReply,
-    MAX_ACCEPTED_DATAGRAM,
+    decode_body, decode_header, encode_refused, encode_time_reply, open_body, Body, PacketType,
+    TimeReply, MAX_ACCEPTED_DATAGRAM,
 };
 
 const MS: u64 = 1_000_000;
