@@ -8,7 +8,7 @@
 //! touches the audio thread, and nothing in the session depends on it: closing and reopening
 //! the window only rebuilds the text fields from the settings.
 //!
-//! - [`view`] and [`format`]: the stats-to-view rules, plain code with unit tests;
+//! - [`view`] and [`format`](mod@format): the stats-to-view rules, plain code with unit tests;
 //! - [`fields`]: what typed addresses, ports, room codes and names must look like;
 //! - [`widgets`] and [`graph`]: colours, small widgets, the latency history graph;
 //! - [`receiver`] and [`sender`]: the two editors' frames, drawn from a snapshot;

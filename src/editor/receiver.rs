@@ -3,7 +3,7 @@
 //!
 //! [`ReceiverUi::ui`] draws one frame from a status snapshot. It needs no plugin host: the
 //! window calls it with the host's `ParamSetter`, the tests and the benchmark with a headless
-//! one ([`super::headless`]).
+//! one (`super::headless`, with the `testkit` feature).
 
 use super::fields::{self, Commit, Field};
 use super::format;
