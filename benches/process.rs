@@ -614,7 +614,8 @@ fn process(c: &mut Criterion) {
 /// many events per peer (`x10`, 2,000 waiting). Their events arrive in the order the network
 /// delivers them, so most inserts land in the middle of the queue. One iteration inserts one
 /// arrival and pops what has fallen due.
-/// - `schedule/heap/*`: the schedule the Receiver uses (`proto::schedule::Schedule`);
+/// - `schedule/slab/*`: the schedule the Receiver uses (`proto::schedule::Schedule`: items in
+///   a slab, a sorted ring of small keys);
 /// - `schedule/sorted_ring/*`: the baseline, a ring of the items themselves kept sorted by
 ///   insertion (`VecDeque::insert`), which moves every later item on each insert.
 fn schedule(c: &mut Criterion) {
@@ -623,7 +624,6 @@ fn schedule(c: &mut Criterion) {
     use udp_midi::proto::receiver::{Item, ScheduledEvent};
     use udp_midi::proto::schedule::Schedule;
     const PATHS_NS: [u64; 3] = [5_000_000, 40_000_000, 120_000_000];
-    const DELAY_NS: u64 = 130_000_000;
     let item = |due_ns: u64, peer: u8, seq: u64| ScheduledEvent {
         due_ns,
         seq,
@@ -635,11 +635,12 @@ fn schedule(c: &mut Criterion) {
             value: 0.5,
         }),
     };
-    // Arrivals in arrival order: (arrival time, due time, peer).
-    let arrivals = |spacing_ns: u64, count: usize| {
+    // Arrivals in arrival order: (arrival time, due time, peer), one event every `spacing_ns`
+    // from each path.
+    let arrivals = |paths: &[u64], spacing_ns: u64, count: usize| {
         let mut v: Vec<(u64, u64, u8)> = (0..count as u64)
             .flat_map(|i| {
-                PATHS_NS
+                paths
                     .iter()
                     .enumerate()
                     .map(move |(p, path)| (i * spacing_ns + path, i * spacing_ns, p as u8))
@@ -649,21 +650,30 @@ fn schedule(c: &mut Criterion) {
         v
     };
     // Arrival `i`, the list repeated as many times as criterion needs, later each lap.
-    let at = |arr: &[(u64, u64, u8)], i: usize, spacing: u64| {
-        let lap = (i / arr.len()) as u64 * (arr.len() as u64 / 3 + 1) * spacing;
+    let at = |arr: &[(u64, u64, u8)], paths: usize, i: usize, spacing: u64| {
+        let lap = (i / arr.len()) as u64 * (arr.len() as u64 / paths as u64 + 1) * spacing;
         let (now, due, peer) = arr[i % arr.len()];
         (now + lap, due + lap, peer)
     };
     let mut group = c.benchmark_group("schedule");
-    for (name, spacing) in [("x1", 2_000_000u64), ("x10", 200_000)] {
-        let arr = arrivals(spacing, 200_000);
-        group.bench_function(BenchmarkId::new("heap", name), |b| {
+    // (name, paths, spacing, delay): three peers every 2 ms or 0.2 ms with a 130 ms delay;
+    // or the Receiver's own track alone, in order, 256 events a block with a 50 ms delay (the
+    // steady state of `process/receiver/256`).
+    let cases: [(&str, &[u64], u64, u64); 3] = [
+        ("x1", &PATHS_NS, 2_000_000, 130_000_000),
+        ("x10", &PATHS_NS, 200_000, 130_000_000),
+        ("in_order", &[0], 41_667, 50_000_000),
+    ];
+    for (name, paths, spacing, delay) in cases {
+        let arr = arrivals(paths, spacing, 200_000);
+        let n = paths.len();
+        group.bench_function(BenchmarkId::new("slab", name), |b| {
             let mut s = Schedule::with_limits(8192, 0, 8192);
             let mut i = 0usize;
             b.iter(|| {
-                let (now, due, peer) = at(&arr, i, spacing);
+                let (now, due, peer) = at(&arr, n, i, spacing);
                 let _ = s.insert(item(due, peer, i as u64));
-                while s.peek().is_some_and(|e| e.due_ns + DELAY_NS <= now) {
+                while s.peek().is_some_and(|e| e.due_ns + delay <= now) {
                     black_box(s.pop());
                 }
                 i += 1;
@@ -673,7 +683,7 @@ fn schedule(c: &mut Criterion) {
             let mut s: VecDeque<ScheduledEvent> = VecDeque::with_capacity(8192);
             let mut i = 0usize;
             b.iter(|| {
-                let (now, due, peer) = at(&arr, i, spacing);
+                let (now, due, peer) = at(&arr, n, i, spacing);
                 let ev = item(due, peer, i as u64);
                 if s.back().is_none_or(|b| b.due_ns <= due) {
                     s.push_back(ev);
@@ -681,7 +691,7 @@ fn schedule(c: &mut Criterion) {
                     let pos = s.partition_point(|e| e.due_ns <= due);
                     s.insert(pos, ev);
                 }
-                while s.front().is_some_and(|e| e.due_ns + DELAY_NS <= now) {
+                while s.front().is_some_and(|e| e.due_ns + delay <= now) {
                     black_box(s.pop_front());
                 }
                 i += 1;

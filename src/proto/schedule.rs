@@ -4,12 +4,20 @@
 //! block, so this is safe inside `process()`.
 //!
 //! The items themselves are large (a [`ScheduledEvent`] carries SysEx and snapshots inline, so
-//! that nothing is ever boxed) and never move once stored: they sit in a slab of fixed slots.
-//! The time order is kept by a binary min-heap of small keys (due time, arrival number, slab
-//! index: 24 bytes), so an insert or a pop costs O(log n) key moves whatever order the network
-//! delivers in (peers with different latencies deliver out of due order all the time), instead
-//! of moving up to the whole queue of items. Ties in due time come out in arrival order (the
-//! arrival number breaks them), so one peer's events never swap.
+//! that nothing is ever boxed) and never move once stored: they sit in a slab of fixed places,
+//! taken in turn (the free places are a ring), so consecutive arrivals sit next to each other
+//! and `process()` reads them as a stream. The time order is kept by a ring of small keys (due
+//! time and place: 16 bytes), sorted: what the network delivers in order (most of it: each
+//! peer's events, the host's own track) is an append and a pop at the ends, and what it
+//! delivers out of order (peers with different latencies interleave) moves keys, never items:
+//! at most half the ring, 32 KiB at the default capacity, where a ring of the items themselves
+//! moves up to 1.1 MiB. Ties in due time keep their arrival order (an insert goes after every
+//! equal key), so one peer's events never swap.
+//!
+//! `cargo bench --features baseline --bench process -- schedule` compares it with a ring of
+//! the items kept sorted by insertion: the indirection costs a few tens of ns per event in
+//! order, and saves most of the cost when three peers interleave (README, "Measured"). A
+//! binary heap of the keys, tried too, cost twice as much as this in order.
 //!
 //! Admission rules, so that no one can starve the rest (see docs/alignment.md):
 //! - items that do not end notes may fill all but [`RESERVED_FOR_ENDINGS`] places; items
@@ -21,8 +29,7 @@
 use super::peers::MAX_PEERS;
 use super::receiver::{Item, ScheduledEvent};
 use crate::proto::event::MidiMessage;
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::VecDeque;
 
 /// Default capacity: about 20 s of dense playing (200 events/s) from 20 players, or more than
 /// 4 s of the densest a MIDI 1.0 cable carries (about 1,000 events/s) from one.
@@ -79,43 +86,38 @@ pub fn ends_notes(item: &Item) -> bool {
     }
 }
 
-/// The heap's key for one stored item. Ordered so that `BinaryHeap` (a max-heap) yields the
-/// earliest due time first, and among equal due times the earliest arrival.
+/// What a free place of the slab holds until it is taken.
+const PLACEHOLDER: ScheduledEvent = ScheduledEvent {
+    due_ns: 0,
+    seq: 0,
+    peer: 0,
+    gen: 0,
+    item: Item::EndPeer,
+};
+
+/// The ring's key for one stored item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Key {
     /// When the item is due, before the playout delay, ns.
     due_ns: u64,
-    /// Arrival number: breaks ties in arrival order.
-    order: u64,
     /// Where the item is stored in the slab.
     idx: u16,
-}
-
-impl Ord for Key {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.due_ns, other.order).cmp(&(self.due_ns, self.order))
-    }
-}
-
-impl PartialOrd for Key {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
 }
 
 /// Events waiting to be played, earliest first. Created in `initialize()`; used only by the
 /// audio thread.
 #[derive(Debug)]
 pub struct Schedule {
-    /// Stored items; `None` where a place is free. Never grows.
-    slab: Box<[Option<ScheduledEvent>]>,
-    /// Free places of `slab`, a stack (preallocated to the capacity).
-    free: Vec<u16>,
-    /// Keys of the stored items, earliest at the top (preallocated to the capacity: a push
-    /// never reallocates because there are never more keys than places).
-    heap: BinaryHeap<Key>,
-    /// Next arrival number.
-    next_order: u64,
+    /// Stored items (a free place holds whatever was last there: the keys say which places
+    /// are taken). Never grows.
+    slab: Box<[ScheduledEvent]>,
+    /// Free places of `slab`, a ring (preallocated to the capacity): a place is taken again
+    /// only after every other free one, so the items of consecutive arrivals sit next to each
+    /// other, in arrival order, and `process()` reads them as a stream.
+    free: VecDeque<u16>,
+    /// Keys of the stored items, sorted by due time, stable (preallocated to the capacity: an
+    /// insert never reallocates because there are never more keys than places).
+    keys: VecDeque<Key>,
     /// Items that do not end notes, per slot (indexed by `ScheduledEvent::peer`).
     per_slot: [u32; SLOTS],
     /// Items that do not end notes, in all.
@@ -139,10 +141,9 @@ impl Schedule {
     pub fn with_limits(capacity: usize, reserve: usize, share: usize) -> Self {
         let capacity = capacity.min(u16::MAX as usize + 1);
         Self {
-            slab: vec![None; capacity].into_boxed_slice(),
-            free: (0..capacity).rev().map(|i| i as u16).collect(),
-            heap: BinaryHeap::with_capacity(capacity),
-            next_order: 0,
+            slab: vec![PLACEHOLDER; capacity].into_boxed_slice(),
+            free: (0..capacity).map(|i| i as u16).collect(),
+            keys: VecDeque::with_capacity(capacity),
             per_slot: [0; SLOTS],
             non_ending: 0,
             reserve: reserve.min(capacity),
@@ -152,12 +153,12 @@ impl Schedule {
 
     /// Number of waiting events.
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.keys.len()
     }
 
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.keys.is_empty()
     }
 
     /// Most events it can hold.
@@ -178,34 +179,40 @@ impl Schedule {
         if !ending && self.per_slot[slot] as usize >= self.share {
             return Err(Refused::OverShare(ev));
         }
-        let Some(idx) = self.free.pop() else {
+        let Some(idx) = self.free.pop_front() else {
             return Err(Refused::Full(ev));
         };
         if !ending {
             self.per_slot[slot] += 1;
             self.non_ending += 1;
         }
-        self.slab[idx as usize] = Some(ev);
-        self.heap.push(Key {
+        self.slab[idx as usize] = ev;
+        let key = Key {
             due_ns: ev.due_ns,
-            order: self.next_order,
             idx,
-        });
-        self.next_order += 1;
+        };
+        // Usually the latest: a look at the back first, a binary search otherwise, after
+        // every equal key.
+        if self.keys.back().is_none_or(|b| b.due_ns <= key.due_ns) {
+            self.keys.push_back(key);
+        } else {
+            let pos = self.keys.partition_point(|k| k.due_ns <= key.due_ns);
+            self.keys.insert(pos, key);
+        }
         Ok(())
     }
 
     /// The earliest waiting event.
     pub fn peek(&self) -> Option<&ScheduledEvent> {
-        let key = self.heap.peek()?;
-        self.slab[key.idx as usize].as_ref()
+        let key = self.keys.front()?;
+        self.slab.get(key.idx as usize)
     }
 
     /// Removes and returns the earliest waiting event.
     pub fn pop(&mut self) -> Option<ScheduledEvent> {
-        let key = self.heap.pop()?;
-        let ev = self.slab[key.idx as usize].take()?;
-        self.free.push(key.idx);
+        let key = self.keys.pop_front()?;
+        let ev = *self.slab.get(key.idx as usize)?;
+        self.free.push_back(key.idx);
         if !ends_notes(&ev.item) {
             let slot = ev.peer as usize % SLOTS;
             self.per_slot[slot] = self.per_slot[slot].saturating_sub(1);
@@ -230,7 +237,7 @@ impl Schedule {
         delay_ns: u64,
         limit: Option<u32>,
     ) -> Option<(u32, ScheduledEvent, bool)> {
-        let due = self.heap.peek()?.due_ns;
+        let due = self.keys.front()?.due_ns;
         let play = due.saturating_add(delay_ns);
         let (offset, late) = offset_in_block(play, block.start_ns, block.ns_per_sample, block.n)?;
         if limit.is_some_and(|l| offset > l) {
