@@ -40,6 +40,7 @@ pub mod timing;
 use audio::receiver::{BlockInput, ReceiverAudio};
 use audio::sender::SenderAudio;
 use bridge::{ReceiverShared, SenderShared};
+use net::key_cache::KeyCache;
 use net::NetThread;
 use nice_plug::prelude::*;
 use nice_plug_egui::EguiEditor;
@@ -134,6 +135,9 @@ pub struct Sender {
     /// The configuration the current activation was set up for (main thread): an activation
     /// with the very same one keeps the running thread and queues.
     config: Option<BufferConfig>,
+    /// The room key derived last (network threads only): the next activation with the same
+    /// code takes it instead of deriving it again. Created empty in `default()`.
+    keys: Arc<KeyCache>,
 }
 
 impl Default for Sender {
@@ -145,6 +149,7 @@ impl Default for Sender {
             audio: None,
             net: None,
             config: None,
+            keys: Arc::default(),
         }
     }
 }
@@ -205,6 +210,7 @@ impl Plugin for Sender {
             queue: consumer,
             shared: self.shared.clone(),
             status: self.status.clone(),
+            keys: self.keys.clone(),
         };
         match NetThread::spawn("udp-midi sender", move |stop| thread.run(stop)) {
             Ok(t) => self.net = Some(t),
@@ -385,6 +391,9 @@ pub struct Receiver {
     /// The configuration the current activation was set up for (main thread): an activation
     /// with the very same one keeps the running thread and queues.
     config: Option<BufferConfig>,
+    /// The room key derived last (network threads only): the next activation with the same
+    /// code takes it instead of deriving it again. Created empty in `default()`.
+    keys: Arc<KeyCache>,
     /// What is sounding at the output, parked here between activations (so the next one can
     /// end it). Allocated in `default()` (about 600 KB), moved into and out of `audio`.
     voices: Option<audio::voices::Voices>,
@@ -400,6 +409,7 @@ impl Default for Receiver {
             audio: None,
             net: None,
             config: None,
+            keys: Arc::default(),
             voices: Some(audio::voices::Voices::new()),
         }
     }
@@ -463,6 +473,7 @@ impl Plugin for Receiver {
             shared: self.shared.clone(),
             status: self.status.clone(),
             commands: self.commands.clone(),
+            keys: self.keys.clone(),
         };
         match NetThread::spawn("udp-midi receiver", move |stop| thread.run(stop)) {
             Ok(t) => self.net = Some(t),

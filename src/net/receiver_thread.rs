@@ -2,6 +2,7 @@
 //! dual-stack socket), feeds every datagram to [`ReceiverCore`] with its arrival time, passes
 //! the scheduled items to the audio thread, and publishes the session for the editor.
 
+use super::key_cache::{key_of, KeyCache};
 use super::{clock, ntp, room_file};
 use crate::bridge::{NetState, ReceiverShared};
 use crate::proto::receiver::{
@@ -46,6 +47,8 @@ pub struct ReceiverThread {
     pub status: Arc<Published<ReceiverStatus>>,
     /// Requests from the editor.
     pub commands: Arc<Commands>,
+    /// The room key derived last by this plugin instance, for its next activations.
+    pub keys: Arc<KeyCache>,
 }
 
 /// Binds `port` on `[::]` accepting IPv4 too, or on `0.0.0.0` where IPv6 is unavailable.
@@ -101,11 +104,12 @@ struct Deriving {
 }
 
 impl Deriving {
-    /// Starts deriving the key of `code`.
-    fn start(code: RoomCode) -> Self {
+    /// Starts deriving the key of `code` (or takes it from `keys`, when it was derived
+    /// last).
+    fn start(code: RoomCode, keys: &Arc<KeyCache>) -> Self {
         Self {
             code: code.to_string(),
-            task: tokio::task::spawn_blocking(move || RoomKey::derive(&code)),
+            task: key_of(&code, keys),
         }
     }
 }
@@ -119,7 +123,10 @@ impl ReceiverThread {
         // The key is derived off the loop; the port is bound once the first one is ready, so
         // that no datagram arrives before the room can check it. `code` is the code in force
         // (the one in the room file).
-        let mut deriving = Some(Deriving::start(code_of(&mut current, &settings)));
+        let mut deriving = Some(Deriving::start(
+            code_of(&mut current, &settings),
+            &self.keys,
+        ));
         let mut generation = settings.generation();
         let mut code = String::new();
         let (margin, mode) = self.params.playout();
@@ -162,7 +169,7 @@ impl ReceiverThread {
                     if let Some(d) = deriving.take() {
                         d.task.abort();
                     }
-                    deriving = Some(Deriving::start(code_of(&mut new, &settings)));
+                    deriving = Some(Deriving::start(code_of(&mut new, &settings), &self.keys));
                 }
                 // (After `code_of`, which may have written a fresh code back.)
                 generation = settings.generation();

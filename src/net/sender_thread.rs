@@ -2,6 +2,7 @@
 //! the destination, finds the room key, sends the datagrams the core produces, and publishes
 //! the link for the editor.
 
+use super::key_cache::{key_of, KeyCache};
 use super::{clock, ntp, room_file};
 use crate::bridge::{NetState, SenderMsg, SenderShared};
 use crate::proto::room::RoomCode;
@@ -45,6 +46,8 @@ pub struct SenderThread {
     pub shared: Arc<SenderShared>,
     /// Session snapshot for the editor, published a few times a second.
     pub status: Arc<Published<SenderStatus>>,
+    /// The room key derived last by this plugin instance, for its next activations.
+    pub keys: Arc<KeyCache>,
 }
 
 /// A destination being looked up or known.
@@ -154,7 +157,7 @@ enum KeyState {
     /// The key of this code (or no code) is in the core.
     Ready(Option<RoomCode>),
     /// Deriving the key of this code on tokio's blocking pool (Argon2id: about 22 ms
-    /// optimised), while the loop keeps serving.
+    /// optimised; at once when this instance derived it last), while the loop keeps serving.
     Deriving(RoomCode, JoinHandle<Result<RoomKey, KeyError>>),
     /// No usable key (an unreadable code, or the derivation failed): the text says why.
     Unusable(String),
@@ -289,8 +292,7 @@ impl SenderThread {
                             if let KeyState::Deriving(_, t) = &key {
                                 t.abort();
                             }
-                            let job = c.clone();
-                            let task = tokio::task::spawn_blocking(move || RoomKey::derive(&job));
+                            let task = key_of(&c, &self.keys);
                             key = KeyState::Deriving(c, task);
                         }
                     }

@@ -51,6 +51,7 @@ fn a_busy_port_is_reported_retried_and_taken_once_free() {
         shared: shared.clone(),
         status: status.clone(),
         commands: commands.clone(),
+        keys: Default::default(),
     };
     let started = Instant::now();
     let mut receiver = NetThread::spawn("test receiver", move |stop| thread.run(stop)).unwrap();

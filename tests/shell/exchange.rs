@@ -39,6 +39,7 @@ fn direct_exchange_converges_on_loopback() {
         shared: rshared.clone(),
         status: Default::default(),
         commands: Default::default(),
+        keys: Default::default(),
     };
     let _receiver = NetThread::spawn("test receiver", move |stop| rthread.run(stop)).unwrap();
 
@@ -57,6 +58,7 @@ fn direct_exchange_converges_on_loopback() {
         queue: scons,
         shared: sshared.clone(),
         status: Default::default(),
+        keys: Default::default(),
     };
     let _sender = NetThread::spawn("test sender", move |stop| sthread.run(stop)).unwrap();
 

@@ -103,6 +103,7 @@ impl Receiver {
             shared: shared.clone(),
             status: Default::default(),
             commands: Default::default(),
+            keys: Default::default(),
         };
         let thread = NetThread::spawn("test receiver", move |stop| t.run(stop)).expect("spawn");
         assert!(
@@ -163,6 +164,7 @@ impl Sender {
             queue: consumer,
             shared: shared.clone(),
             status: status.clone(),
+            keys: Default::default(),
         };
         let thread = NetThread::spawn("test sender", move |stop| t.run(stop)).expect("spawn");
         Self {
