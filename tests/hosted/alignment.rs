@@ -283,7 +283,9 @@ fn three_players_through_impaired_paths_line_up() {
         "D {d_last:.2} ms below the slowest player's p99 {p99_event:.2} ms + a block"
     );
     // ... and no more than the worst the slowest path ever needed, plus the block and the
-    // margin, plus 2 ms for the clock placement. (Worst, not p99: the Receiver's p99 is
+    // margin, plus 4 ms: the clock placement (within a fraction of a ms), and the Receiver's
+    // network thread waking up after a datagram arrives, which the relay does not see and a
+    // shared 2-core machine can delay by a few ms. (Worst, not p99: the Receiver's p99 is
     // nearest-rank over its last 10 s, so until that holds 100 samples it is their maximum,
     // and D falls only after 20 s. So one datagram held back 15 ms in the first seconds, or a
     // stall of this machine, sets D for the rest of this test: measured, D ends within a ms
@@ -291,7 +293,7 @@ fn three_players_through_impaired_paths_line_up() {
     // margin.)
     for d in [d_first, d_last] {
         assert!(
-            d <= worst + block_ms + MARGIN_MS + 2.0,
+            d <= worst + block_ms + MARGIN_MS + 4.0,
             "D {d:.2} ms above the worst need {worst:.2} ms + block + margin"
         );
     }

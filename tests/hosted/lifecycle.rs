@@ -297,7 +297,6 @@ fn reactivated_receiver_keeps_receiving() {
 /// in a child process.)
 #[test]
 fn double_activation_keeps_working_and_leaks_nothing() {
-    let _realtime = crate::clap_harness::realtime();
     run_isolated("lifecycle::child_double_activation");
 }
 

@@ -187,8 +187,11 @@ pub fn realtime() -> std::sync::MutexGuard<'static, ()> {
 
 /// Runs the `#[ignore]`d test `name` (its full path, e.g. `lifecycle::child_x`) alone in a
 /// child process of this test binary, so that nothing else runs in the process it measures
-/// (thread and socket counts), and fails if it fails or did not run.
+/// (thread and socket counts), and fails if it fails or did not run. It holds [`realtime`]
+/// meanwhile: a child that starts a hundred plugin instances (threads, sockets, room key
+/// derivations) keeps a core busy, which would show in a timing test running beside it.
 pub fn run_isolated(name: &str) {
+    let _realtime = realtime();
     let exe = std::env::current_exe().expect("current_exe");
     let out = std::process::Command::new(exe)
         .args([
