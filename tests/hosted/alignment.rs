@@ -283,18 +283,22 @@ fn three_players_through_impaired_paths_line_up() {
         "D {d_last:.2} ms below the slowest player's p99 {p99_event:.2} ms + a block"
     );
     // ... and no more than the worst the slowest path ever needed, plus the block and the
-    // margin, plus 4 ms: the clock placement (within a fraction of a ms), and the Receiver's
-    // network thread waking up after a datagram arrives, which the relay does not see and a
-    // shared 2-core machine can delay by a few ms. (Worst, not p99: the Receiver's p99 is
+    // margin, plus 2 ms for the clock placement, plus the longest stall of this machine that
+    // the test loop saw: the Receiver stamps a datagram's arrival when its network thread wakes
+    // up, which the relay does not see, and a stall of a shared 2-core machine in the first
+    // seconds delays that wake-up too (measured: 7.3 ms behind, D 5.3 ms over the worst need
+    // plus block and margin). (Worst, not p99: the Receiver's p99 is
     // nearest-rank over its last 10 s, so until that holds 100 samples it is their maximum,
     // and D falls only after 20 s. So one datagram held back 15 ms in the first seconds, or a
     // stall of this machine, sets D for the rest of this test: measured, D ends within a ms
     // of the worst need plus block and margin, about 14 ms above the p99 plus block and
     // margin.)
+    let stall_ms = session.max_lateness.as_secs_f64() * 1e3;
     for d in [d_first, d_last] {
         assert!(
-            d <= worst + block_ms + MARGIN_MS + 4.0,
-            "D {d:.2} ms above the worst need {worst:.2} ms + block + margin"
+            d <= worst + block_ms + MARGIN_MS + 2.0 + stall_ms,
+            "D {d:.2} ms above the worst need {worst:.2} ms + block + margin + 2 ms + the \
+             longest stall {stall_ms:.2} ms"
         );
     }
 }
