@@ -256,14 +256,8 @@ impl Voices {
 /// Plays one message of a peer; returns whether it was played.
 fn play(slot: &mut Slot, seq: u64, m: &MidiMessage, emit: &mut impl FnMut(MidiMessage)) -> bool {
     let stale = |last: u64| seq < slot.floor || seq < last;
-    match *m {
-        MidiMessage::NoteOn {
-            channel: Some(c),
-            key: Some(k),
-            velocity,
-            ..
-        } if velocity > 0.0 => {
-            let (c, k) = (c as usize % CHANNELS, k as usize % 128);
+    match m.note_key() {
+        Some((true, c, k)) => {
             if stale(slot.last[c][k]) {
                 return false;
             }
@@ -271,19 +265,9 @@ fn play(slot: &mut Slot, seq: u64, m: &MidiMessage, emit: &mut impl FnMut(MidiMe
             slot.count[c][k] = slot.count[c][k].saturating_add(1);
             slot.held[c] |= 1 << k;
             emit(*m);
-            true
+            return true;
         }
-        MidiMessage::NoteOn {
-            channel: Some(c),
-            key: Some(k),
-            ..
-        }
-        | MidiMessage::NoteOff {
-            channel: Some(c),
-            key: Some(k),
-            ..
-        } => {
-            let (c, k) = (c as usize % CHANNELS, k as usize % 128);
+        Some((false, c, k)) => {
             if stale(slot.last[c][k]) || slot.count[c][k] == 0 {
                 slot.last[c][k] = slot.last[c][k].max(seq);
                 return false;
@@ -294,8 +278,11 @@ fn play(slot: &mut Slot, seq: u64, m: &MidiMessage, emit: &mut impl FnMut(MidiMe
                 slot.held[c] &= !(1 << k);
             }
             emit(*m);
-            true
+            return true;
         }
+        None => {}
+    }
+    match *m {
         MidiMessage::NoteOff { channel, key, .. } => {
             // A wildcard: ends every matching note.
             let keys = key.map_or(u128::MAX, |k| 1u128 << (k & 127));

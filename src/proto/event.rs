@@ -164,6 +164,36 @@ fn voice_to(v: Option<i32>) -> VoiceID {
 }
 
 impl MidiMessage {
+    /// The one key a message starts or ends, for the tables that count voices per key:
+    /// `Some((true, channel, key))` for a note-on, `Some((false, channel, key))` for a note-off
+    /// of one key on one channel or a note-on of velocity 0 (a note-off in MIDI 1.0
+    /// running-status practice), `None` for anything else, wildcard note-offs included. The
+    /// channel and key come reduced to their ranges, ready to index with.
+    #[inline]
+    pub fn note_key(&self) -> Option<(bool, usize, usize)> {
+        let at = |c: u8, k: u8| (c as usize % super::state::CHANNELS, k as usize & 127);
+        match *self {
+            Self::NoteOn {
+                channel: Some(c),
+                key: Some(k),
+                velocity,
+                ..
+            } => {
+                let (c, k) = at(c, k);
+                Some((velocity > 0.0, c, k))
+            }
+            Self::NoteOff {
+                channel: Some(c),
+                key: Some(k),
+                ..
+            } => {
+                let (c, k) = at(c, k);
+                Some((false, c, k))
+            }
+            _ => None,
+        }
+    }
+
     /// Takes a host event apart into its sample offset in the block and the message. Events that
     /// have no MIDI 1.0 meaning (CLAP poly modulation, voice-terminated, choke, ...) give `None`.
     pub fn from_note_event(event: &NoteEvent<SysEx>) -> Option<(u32, Self)> {

@@ -200,34 +200,18 @@ impl HeldState {
 
     /// Follows one message, counting voices per key.
     pub fn apply(&mut self, msg: &MidiMessage) {
-        match *msg {
-            MidiMessage::NoteOn {
-                channel: Some(c),
-                key: Some(k),
-                velocity,
-                ..
-            } if velocity > 0.0 => {
-                let (c, k) = (c as usize % CHANNELS, k as usize & 127);
+        match msg.note_key() {
+            Some((true, c, k)) => {
                 self.voices[c][k] = self.voices[c][k].saturating_add(1);
                 self.snapshot.channels[c].notes |= 1u128 << k;
             }
-            MidiMessage::NoteOn {
-                channel: Some(c),
-                key: Some(k),
-                ..
-            }
-            | MidiMessage::NoteOff {
-                channel: Some(c),
-                key: Some(k),
-                ..
-            } => {
-                let (c, k) = (c as usize % CHANNELS, k as usize & 127);
+            Some((false, c, k)) => {
                 self.voices[c][k] = self.voices[c][k].saturating_sub(1);
                 if self.voices[c][k] == 0 {
                     self.snapshot.channels[c].notes &= !(1u128 << k);
                 }
             }
-            _ => {
+            None => {
                 // Wildcards and channel mode messages release whole keys or channels: follow
                 // the bits, then drop the counts of every key they cleared.
                 self.snapshot.apply(msg);
